@@ -1,0 +1,217 @@
+"""Where data lives: a minimal key/value view of a local directory (and, later, S3 or HTTP).
+
+Everything else in the package reads and writes through a :class:`Store`, with keys that are
+``/``-separated paths relative to the store's root (``"0/.zarray"``, ``"labels/zarr.json"``).
+A store is a small frozen, picklable value: it holds configuration, never open handles, so the
+same copy task can run in a thread or on a Dask worker.
+
+Rules every store follows:
+
+* :meth:`Store.read` returns ``None`` for a missing key (a missing chunk means fill_value).
+* :meth:`Store.write` is atomic: readers see the old object or the whole new one, never a part
+  (local: write to a temporary name in the same directory, then ``os.replace``).
+* Keys are checked with :func:`check_key`: no ``..``, no absolute paths, no empty parts, so
+  nothing is ever read or written outside the root.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol, runtime_checkable
+
+from ngff_resave.errors import NodeNotFoundError, StorageError, UnsafePathError
+
+#: Suffix of the temporary files a local atomic write uses; leftovers are cleaned on resume.
+TEMP_SUFFIX = ".ngff-resave-tmp"
+
+
+def check_key(key: str) -> str:
+    """Return ``key`` if it is a safe relative key, else raise :class:`UnsafePathError`.
+
+    A safe key has no empty, ``.`` or ``..`` parts, does not start with ``/`` or a drive, and
+    contains no backslash or NUL: the metadata of a hostile input cannot point outside the root.
+    """
+    if key == "":
+        return key
+    if key.startswith("/") or "\\" in key or "\x00" in key or (len(key) > 1 and key[1] == ":"):
+        raise UnsafePathError(f"path {key!r} is absolute or malformed; paths must be relative")
+    for part in key.split("/"):
+        if part in ("", ".", ".."):
+            raise UnsafePathError(
+                f"path {key!r} leaves its root or has an empty part; fix the metadata that names it"
+            )
+    return key
+
+
+def join_key(*parts: str) -> str:
+    """Join key parts with ``/``, skipping empty ones."""
+    return "/".join(p.strip("/") for p in parts if p and p.strip("/"))
+
+
+@runtime_checkable
+class Store(Protocol):
+    """A key/value view of one storage location (see module docstring for the rules)."""
+
+    @property
+    def url(self) -> str:
+        """Where the store is, for messages and reports (never with credentials)."""
+        ...
+
+    @property
+    def can_list(self) -> bool:
+        """Whether :meth:`list_children` and :meth:`list_keys` work (plain HTTP cannot list)."""
+        ...
+
+    def describe(self, key: str) -> str:
+        """A human-readable location of ``key`` for messages."""
+        ...
+
+    def read(self, key: str) -> bytes | None:
+        """The bytes stored at ``key``, or ``None`` if there is nothing."""
+        ...
+
+    def write(self, key: str, data: bytes) -> None:
+        """Store ``data`` at ``key`` atomically (whole or not at all)."""
+        ...
+
+    def exists(self, key: str) -> bool:
+        """Whether an object is stored at ``key``."""
+        ...
+
+    def list_children(self, prefix: str) -> list[str]:
+        """Names of the immediate "sub-directories" under ``prefix`` (sorted)."""
+        ...
+
+    def list_keys(self, prefix: str) -> Iterator[str]:
+        """Every key under ``prefix``, recursively (relative to the store root)."""
+        ...
+
+    def delete_prefix(self, prefix: str) -> None:
+        """Delete every object under ``prefix`` (only ever called on the output)."""
+        ...
+
+    def is_empty(self) -> bool:
+        """Whether the location holds nothing at all (a missing location is empty)."""
+        ...
+
+
+@dataclass(frozen=True)
+class LocalStore:
+    """A directory on a local (or mounted) file system."""
+
+    root: str
+
+    @property
+    def url(self) -> str:
+        return self.root
+
+    @property
+    def can_list(self) -> bool:
+        return True
+
+    def _path(self, key: str) -> Path:
+        check_key(key)
+        return Path(self.root, *key.split("/")) if key else Path(self.root)
+
+    def describe(self, key: str) -> str:
+        return str(self._path(key))
+
+    def read(self, key: str) -> bytes | None:
+        path = self._path(key)
+        try:
+            return path.read_bytes()
+        except (FileNotFoundError, NotADirectoryError):
+            return None
+        except IsADirectoryError:
+            return None
+        except OSError as exc:
+            raise StorageError(f"cannot read {path}: {exc.strerror or exc}") from exc
+
+    def write(self, key: str, data: bytes) -> None:
+        path = self._path(key)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            # A unique temporary name in the same directory, then an atomic rename: a crash
+            # leaves either the old object or the whole new one (plus a temp file resume cleans).
+            tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:12]}{TEMP_SUFFIX}")
+            with open(tmp, "wb") as fh:
+                fh.write(data)
+            os.replace(tmp, path)
+        except OSError as exc:
+            raise StorageError(f"cannot write {path}: {exc.strerror or exc}") from exc
+
+    def exists(self, key: str) -> bool:
+        return self._path(key).is_file()
+
+    def list_children(self, prefix: str) -> list[str]:
+        path = self._path(prefix)
+        try:
+            return sorted(e.name for e in os.scandir(path) if e.is_dir(follow_symlinks=False))
+        except (FileNotFoundError, NotADirectoryError):
+            return []
+
+    def list_keys(self, prefix: str) -> Iterator[str]:
+        base = self._path(prefix)
+        root = Path(self.root)
+        for dirpath, _dirs, files in os.walk(base):
+            for name in files:
+                yield Path(dirpath, name).relative_to(root).as_posix()
+
+    def delete_prefix(self, prefix: str) -> None:
+        path = self._path(prefix)
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path)
+        elif path.exists() or path.is_symlink():
+            path.unlink()
+
+    def is_empty(self) -> bool:
+        path = Path(self.root)
+        if not path.exists():
+            return True
+        if not path.is_dir():
+            return False
+        return not any(path.iterdir())
+
+    def is_symlink_escape(self, key: str) -> bool:
+        """Whether ``key`` resolves (through symlinks) to a place outside the root."""
+        root = Path(self.root).resolve()
+        target = self._path(key).resolve()
+        return target != root and root not in target.parents
+
+
+@dataclass(frozen=True)
+class LocationSpec:
+    """What the user gave on the command line for one side (input or output)."""
+
+    path: str
+    bucket: str | None = None
+    endpoint: str | None = None
+    anon: bool = False
+    region: str | None = None
+
+
+def open_store(spec: LocationSpec, *, for_writing: bool = False) -> Store:
+    """Turn a user's location into a :class:`Store`.
+
+    A plain path is a :class:`LocalStore`. ``s3://bucket/prefix``, ``--*-bucket`` and
+    ``http(s)://`` URLs are handled by the remote stores.
+    """
+    if spec.bucket or spec.path.startswith(("s3://", "http://", "https://")):
+        from ngff_resave import remote  # imported lazily: boto3 is only needed for remote data
+
+        return remote.open_remote_store(spec, for_writing=for_writing)
+    path = os.path.abspath(os.path.expanduser(spec.path))
+    if not for_writing and not os.path.exists(path):
+        raise NodeNotFoundError(f"input {path} does not exist; check the path")
+    return LocalStore(path)
+
+
+def make_temp_dir(prefix: str = "ngff-resave-") -> str:
+    """A fresh temporary directory (used by tests and benchmarks)."""
+    return tempfile.mkdtemp(prefix=prefix)
