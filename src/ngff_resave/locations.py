@@ -76,6 +76,10 @@ class Store(Protocol):
         """The bytes stored at ``key``, or ``None`` if there is nothing."""
         ...
 
+    def read_many(self, keys: list[str]) -> list[bytes | None]:
+        """:meth:`read` of many keys; remote stores fetch them concurrently (bounded)."""
+        ...
+
     def write(self, key: str, data: bytes) -> None:
         """Store ``data`` at ``key`` atomically (whole or not at all)."""
         ...
@@ -132,6 +136,10 @@ class LocalStore:
             return None
         except OSError as exc:
             raise StorageError(f"cannot read {path}: {exc.strerror or exc}") from exc
+
+    def read_many(self, keys: list[str]) -> list[bytes | None]:
+        # Local reads are fast and the engine already runs one task per worker thread.
+        return [self.read(k) for k in keys]
 
     def write(self, key: str, data: bytes) -> None:
         path = self._path(key)
