@@ -1,11 +1,287 @@
-"""Command line interface (placeholder until the converter lands)."""
+"""The ``ngff-resave`` command line: ``main(argv) -> int`` and the one error boundary.
 
+The library never prints or exits; this module turns exceptions into a red one-line
+``ERROR`` message and an exit status: 0 success, 1 conversion/validation error, 2 usage error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
 import sys
+import time
+from collections.abc import Sequence
+from typing import Any
+
+from ngff_resave import __version__
+from ngff_resave.convert import ConvertOptions, Progress, convert
+from ngff_resave.copying import ShardOutcome
+from ngff_resave.errors import ResaveError
+from ngff_resave.locations import LocationSpec, open_store
+from ngff_resave.planning import (
+    DEFAULT_SHARD_BYTES,
+    PlanOptions,
+    parse_codec,
+    parse_shape,
+    parse_size,
+)
+from ngff_resave.report import write_json_atomically
+
+log = logging.getLogger("ngff_resave")
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Run the CLI; returns the exit status."""
+class UsageError(Exception):
+    """A command-line usage error (exit status 2)."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> Any:  # argparse would sys.exit(2) itself
+        raise UsageError(f"{self.prog}: {message}")
+
+
+def _add_location_args(parser: argparse.ArgumentParser, side: str) -> None:
+    group = parser.add_argument_group(f"{side} location (S3)")
+    group.add_argument(f"--{side}-bucket", help=f"S3 bucket of the {side}; the path is a prefix")
+    group.add_argument(f"--{side}-endpoint", help="S3 endpoint URL, e.g. https://s3.example.org")
+    group.add_argument(
+        f"--{side}-anon", action="store_true", help="unsigned (anonymous) S3 requests"
+    )
+    group.add_argument(f"--{side}-region", help="S3 region")
+
+
+def _location(args: argparse.Namespace, side: str, path: str) -> LocationSpec:
+    return LocationSpec(
+        path=path,
+        bucket=getattr(args, f"{side}_bucket"),
+        endpoint=getattr(args, f"{side}_endpoint"),
+        anon=getattr(args, f"{side}_anon"),
+        region=getattr(args, f"{side}_region"),
+    )
+
+
+def _common(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--quiet", "-q", action="store_true", help="only errors and the summary")
+    parser.add_argument(
+        "--log",
+        default="info",
+        choices=["debug", "info", "warning", "error"],
+        type=str.lower,
+        help="log level (debug also shows tracebacks)",
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of every subcommand."""
+    parser = _Parser(
+        prog="ngff-resave",
+        description="Convert OME-Zarr 0.4 (Zarr v2) to OME-Zarr 0.5 (Zarr v3, sharded).",
+    )
+    parser.add_argument("--version", action="version", version=f"ngff-resave {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    conv = sub.add_parser(
+        "convert",
+        aliases=["resave"],
+        help="convert a whole OME-Zarr 0.4 hierarchy to 0.5",
+        description="Convert a whole OME-Zarr 0.4 hierarchy (image, labels, plate, "
+        "bioformats2raw container) to OME-Zarr 0.5.",
+    )
+    conv.add_argument("input", help="the 0.4 input (path, s3://bucket/prefix or http(s) URL)")
+    conv.add_argument(
+        "output", help="the 0.5 output (or the details JSON with --output-write-details)"
+    )
+    conv.add_argument("--output-overwrite", action="store_true", help="replace an existing output")
+    conv.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue an interrupted run (rerunning the same command also resumes)",
+    )
+    plan = conv.add_argument_group("chunks, shards and codec")
+    plan.add_argument(
+        "--shard-size",
+        default=None,
+        help=f"target uncompressed shard size (default {DEFAULT_SHARD_BYTES // 2**20}MiB)",
+    )
+    plan.add_argument("--output-chunks", help="inner chunk shape for all arrays, e.g. 1,1,64,64,64")
+    plan.add_argument("--output-shards", help="shard shape for all arrays, e.g. 1,1,256,512,512")
+    plan.add_argument(
+        "--output-codec",
+        help="re-encode with this codec: zstd, blosc-zstd, blosc-lz4, gzip, none "
+        "(optionally :LEVEL); default: keep the source's codec and copy chunks as stored",
+    )
+    plan.add_argument(
+        "--output-write-details",
+        action="store_true",
+        help="write the plan as JSON to OUTPUT instead of converting",
+    )
+    plan.add_argument(
+        "--output-read-details", metavar="FILE", help="take chunks/shards/codec from a plan file"
+    )
+    run = conv.add_argument_group("run")
+    run.add_argument(
+        "--verify",
+        choices=["none", "sample", "full"],
+        default="sample",
+        help="check the output after writing: metadata plus a sample of shards (default) "
+        "or every shard",
+    )
+    run.add_argument("--workers", type=int, default=0, help="concurrent shards (default: cores)")
+    run.add_argument("--max-memory", help="cap on memory, e.g. 4GiB (reduces concurrency)")
+    run.add_argument("--report", metavar="FILE", help="write the run report (JSON) here")
+    _add_location_args(conv, "input")
+    _add_location_args(conv, "output")
+    _common(conv)
+
+    val = sub.add_parser(
+        "validate",
+        help="validate an OME-Zarr 0.5 hierarchy",
+        description="Validate every node of an OME-Zarr 0.5 hierarchy with ome-zarr-models.",
+    )
+    val.add_argument("path", help="the 0.5 hierarchy (path, s3://bucket/prefix or URL)")
+    _add_location_args(val, "input")
+    _common(val)
+    return parser
+
+
+class _CliProgress(Progress):
+    """A progress bar on a terminal; a log line every 10 s otherwise."""
+
+    def __init__(self, quiet: bool) -> None:
+        self.quiet = quiet
+        self.bar: Any = None
+        self.done = 0
+        self.total = 0
+        self.last = time.monotonic()
+
+    def start(self, total_shards: int, total_bytes: int) -> None:
+        self.total = total_shards
+        if self.quiet:
+            return
+        if sys.stderr.isatty():
+            from tqdm import tqdm
+
+            self.bar = tqdm(total=total_shards, unit="shard", desc="converting", file=sys.stderr)
+        else:
+            log.info("copying %d shards (%.1f MB of pixels)", total_shards, total_bytes / 1e6)
+
+    def advance(self, outcome: ShardOutcome) -> None:
+        self.done += 1
+        if self.bar is not None:
+            self.bar.update(1)
+        elif not self.quiet and time.monotonic() - self.last > 10:
+            self.last = time.monotonic()
+            log.info("%d/%d shards done", self.done, self.total)
+
+    def phase(self, text: str) -> None:
+        if not self.quiet:
+            log.info("%s", text)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
+
+
+def _plan_options(args: argparse.Namespace) -> PlanOptions:
+    return PlanOptions(
+        shard_bytes=parse_size(args.shard_size) if args.shard_size else DEFAULT_SHARD_BYTES,
+        chunks=parse_shape(args.output_chunks, "--output-chunks") if args.output_chunks else None,
+        shards=parse_shape(args.output_shards, "--output-shards") if args.output_shards else None,
+        codec=parse_codec(args.output_codec) if args.output_codec else None,
+        codec_given=args.output_codec is not None,
+    )
+
+
+def _run_convert(args: argparse.Namespace) -> int:
+    if args.output_chunks and args.output_shards:
+        chunks = parse_shape(args.output_chunks, "--output-chunks")
+        shards = parse_shape(args.output_shards, "--output-shards")
+        if len(chunks) != len(shards):
+            raise UsageError("--output-chunks and --output-shards must have the same length")
+    if args.workers < 0:
+        raise UsageError("--workers must be 0 (one per core) or more")
+    options = ConvertOptions(
+        input=_location(args, "input", args.input),
+        output=_location(args, "output", args.output),
+        plan=_plan_options(args),
+        overwrite=args.output_overwrite,
+        resume=args.resume,
+        write_details=args.output_write_details,
+        read_details=args.output_read_details,
+        verify=args.verify,
+        workers=args.workers,
+        max_memory=parse_size(args.max_memory) if args.max_memory else None,
+    )
+    result = convert(options, _CliProgress(args.quiet))
+    if args.report:
+        write_json_atomically(args.report, result.report.to_json())
+    if options.write_details:
+        print(f"wrote the plan of {len(result.plans)} arrays to {args.output}", file=sys.stderr)
+    else:
+        print(result.report.summary(), file=sys.stderr)
     return 0
+
+
+def _run_validate(args: argparse.Namespace) -> int:
+    from ngff_resave.validate import format_results, validate_hierarchy
+
+    store = open_store(_location(args, "input", args.path))
+    results = validate_hierarchy(store)
+    print(format_results(results))
+    failed = [r for r in results if not r.ok]
+    print(f"{len(results) - len(failed)} nodes ok, {len(failed)} failed", file=sys.stderr)
+    return 1 if failed else 0
+
+
+def _configure_logging(level: str) -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(levelname)s: %(message)s"))
+    root = logging.getLogger("ngff_resave")
+    root.handlers[:] = [handler]
+    root.setLevel(level.upper())
+    root.propagate = False
+
+
+def _error(message: str) -> None:
+    red = sys.stderr.isatty()
+    prefix = "\x1b[31mERROR\x1b[0m" if red else "ERROR"
+    print(f"{prefix}: {message}", file=sys.stderr)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; returns the exit status (callable from tests)."""
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except UsageError as exc:
+        parser.print_usage(sys.stderr)
+        _error(str(exc))
+        return 2
+    except SystemExit as exc:  # --help, --version
+        return int(exc.code or 0)
+    _configure_logging("warning" if args.quiet and args.log == "info" else args.log)
+    try:
+        if args.command in ("convert", "resave"):
+            return _run_convert(args)
+        if args.command == "validate":
+            return _run_validate(args)
+        raise UsageError(f"unknown command {args.command}")  # pragma: no cover
+    except UsageError as exc:
+        _error(str(exc))
+        return 2
+    except ResaveError as exc:
+        if args.log == "debug":
+            log.exception("details")
+        _error(str(exc))
+        return 1
+    except KeyboardInterrupt:
+        _error("interrupted; rerun the same command to resume")
+        return 130
+    except Exception as exc:  # the one boundary: no traceback unless --log debug
+        if args.log == "debug":
+            log.exception("unexpected error")
+        _error(f"unexpected {type(exc).__name__}: {exc} (rerun with --log debug for details)")
+        return 1
 
 
 def console_main() -> None:

@@ -1,0 +1,172 @@
+"""Decoding v2 chunks and encoding/decoding v3 inner chunks, with numcodecs.
+
+numcodecs is what zarr-python itself uses for these codecs, and its Blosc/Zstd/GZip
+release the GIL, so worker threads encode in parallel.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Mapping
+from functools import lru_cache
+from typing import Any, Literal
+
+import numcodecs
+import numpy as np
+from numcodecs.abc import Codec
+
+from ngff_resave.errors import CorruptChunkError, UnsupportedCodecError
+from ngff_resave.metadata.arrays import V2Array
+
+_SHUFFLE = {"noshuffle": 0, "shuffle": 1, "bitshuffle": 2}
+_lock = threading.Lock()
+
+
+@lru_cache(maxsize=256)
+def _codec_from_json(config_json: str) -> Codec:
+    config = json.loads(config_json)
+    try:
+        with _lock:
+            return numcodecs.get_codec(config)
+    except (ValueError, KeyError, TypeError) as exc:
+        raise UnsupportedCodecError(
+            f"codec {config.get('id')!r} is not available; install the numcodecs plugin that "
+            "provides it, or convert the array with a tool that reads it"
+        ) from exc
+
+
+def v2_codec(config: Mapping[str, Any]) -> Codec:
+    """The numcodecs codec of a v2 ``compressor``/``filters`` entry (cached)."""
+    return _codec_from_json(json.dumps(dict(config), sort_keys=True))
+
+
+def check_source_codecs(meta: V2Array, where: str) -> None:
+    """Raise :class:`UnsupportedCodecError` naming ``where`` if a codec cannot be loaded."""
+    for config in ([meta.compressor] if meta.compressor else []) + list(meta.filters):
+        try:
+            v2_codec(config)
+        except UnsupportedCodecError as exc:
+            raise UnsupportedCodecError(f"{where}: {exc}") from exc
+
+
+def v3_codec(codec: Mapping[str, Any]) -> Codec:
+    """The numcodecs codec that encodes like the v3 compression codec ``codec``."""
+    name = codec["name"]
+    config = dict(codec.get("configuration") or {})
+    if name == "blosc":
+        v2 = {
+            "id": "blosc",
+            "cname": config.get("cname", "zstd"),
+            "clevel": int(config.get("clevel", 5)),
+            "shuffle": _SHUFFLE[config.get("shuffle", "shuffle")],
+            "blocksize": int(config.get("blocksize", 0)),
+        }
+    elif name == "zstd":
+        v2 = {"id": "zstd", "level": int(config.get("level", 0))}
+        if config.get("checksum"):
+            v2["checksum"] = True
+    elif name == "gzip":
+        v2 = {"id": "gzip", "level": int(config.get("level", 5))}
+    else:
+        raise UnsupportedCodecError(f"output codec {name!r} is not supported")
+    return v2_codec(v2)
+
+
+def chunk_nbytes(meta: V2Array) -> int:
+    """Uncompressed size of one (full) chunk of the source array."""
+    n = meta.itemsize
+    for c in meta.chunks:
+        n *= c
+    return n
+
+
+def decode_source_chunk(meta: V2Array, data: bytes, where: str) -> np.ndarray:
+    """Decode one stored v2 chunk to a C-ordered array of the chunk shape.
+
+    Corrupt or truncated bytes raise :class:`CorruptChunkError` naming ``where`` (the chunk
+    is never silently replaced with fill values).
+    """
+    try:
+        raw: Any = data
+        if meta.compressor is not None:
+            raw = v2_codec(meta.compressor).decode(raw)
+        for config in reversed(meta.filters):
+            raw = v2_codec(config).decode(raw)
+        buf = (
+            np.frombuffer(memoryview(raw).cast("B"), dtype=np.uint8)
+            if not isinstance(raw, np.ndarray)
+            else raw.reshape(-1).view(np.uint8)
+        )
+    except UnsupportedCodecError:
+        raise
+    except Exception as exc:  # numcodecs raises RuntimeError/ValueError on corrupt input
+        raise CorruptChunkError(
+            f"{where}: chunk cannot be decoded ({exc}); the stored bytes are corrupt or "
+            "truncated — restore the chunk from a backup"
+        ) from exc
+    expected = chunk_nbytes(meta)
+    if buf.nbytes != expected:
+        raise CorruptChunkError(
+            f"{where}: chunk decodes to {buf.nbytes} bytes, expected {expected}; the stored "
+            "bytes are corrupt or truncated — restore the chunk from a backup"
+        )
+    order: Literal["C", "F"] = "F" if meta.order == "F" else "C"
+    array = buf.view(meta.numpy_dtype).reshape(meta.chunks, order=order)
+    return np.ascontiguousarray(array)
+
+
+def check_stored_chunk(meta: V2Array, data: bytes, where: str) -> None:
+    """Cheap integrity check of a chunk copied without decoding (fast path).
+
+    Blosc frames record their compressed and uncompressed sizes in the header, gzip its
+    uncompressed size in the trailer, and raw chunks have a fixed size: a truncated or
+    mangled chunk is caught here with its key instead of being copied as is.
+    """
+    expected = chunk_nbytes(meta)
+    comp = meta.compressor
+    if comp is None:
+        if len(data) != expected:
+            raise CorruptChunkError(
+                f"{where}: uncompressed chunk is {len(data)} bytes, expected {expected}"
+            )
+        return
+    cid = comp["id"]
+    if cid == "blosc":
+        if len(data) < 16:
+            raise CorruptChunkError(f"{where}: blosc chunk is truncated ({len(data)} bytes)")
+        nbytes = int.from_bytes(data[4:8], "little")
+        cbytes = int.from_bytes(data[12:16], "little")
+        if cbytes != len(data) or nbytes != expected:
+            raise CorruptChunkError(
+                f"{where}: blosc chunk header says {cbytes} bytes holding {nbytes}, but it is "
+                f"{len(data)} bytes and should hold {expected}; corrupt or truncated"
+            )
+    elif cid == "gzip":
+        if len(data) < 18 or data[:2] != b"\x1f\x8b":
+            raise CorruptChunkError(f"{where}: not a gzip stream (corrupt chunk)")
+        if int.from_bytes(data[-4:], "little") != expected % 2**32:
+            raise CorruptChunkError(f"{where}: gzip chunk size mismatch (truncated?)")
+    elif cid == "zstd" and data[:4] != b"\x28\xb5\x2f\xfd":
+        raise CorruptChunkError(f"{where}: not a zstd frame (corrupt chunk)")
+
+
+def encode_inner(array: np.ndarray, codec: Mapping[str, Any] | None) -> bytes:
+    """Encode an inner chunk: ``bytes`` codec (the array's byte order) then ``codec``."""
+    contiguous = np.ascontiguousarray(array)
+    if codec is None:
+        return contiguous.tobytes()
+    return bytes(v3_codec(codec).encode(contiguous))
+
+
+def decode_inner(
+    data: bytes, codec: Mapping[str, Any] | None, dtype: np.dtype[Any], shape: tuple[int, ...]
+) -> np.ndarray:
+    """Decode an inner chunk written by :func:`encode_inner` (or copied from the source)."""
+    raw: Any = data if codec is None else v3_codec(codec).decode(data)
+    buf = (
+        np.frombuffer(memoryview(raw).cast("B"), dtype=np.uint8)
+        if not isinstance(raw, np.ndarray)
+        else raw.reshape(-1).view(np.uint8)
+    )
+    return buf.view(dtype).reshape(shape)

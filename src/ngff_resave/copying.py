@@ -1,0 +1,216 @@
+"""The only code that moves pixels: copy one output shard from the source chunks.
+
+A :class:`CopyTask` is a small frozen, picklable value (stores are configuration only), so
+the same task runs in a worker thread or on a Dask worker. One task writes one whole shard,
+in one atomic write; no two tasks ever touch the same shard.
+
+Two paths (chosen by the plan, see :mod:`ngff_resave.planning`):
+
+* ``copy-chunks`` (fast path): the inner chunk is the source chunk and the source codec has
+  an exact v3 equivalent, so the stored source bytes are concatenated into the shard as they
+  are, with the shard index appended. No decode, no encode.
+* ``reencode``: source chunks are decoded, the inner chunks assembled and encoded with the
+  output codec. Decoded source chunks are dropped as soon as no remaining inner chunk of the
+  shard needs them, so memory stays near one shard.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from ngff_resave.chunkcodecs import check_stored_chunk, decode_source_chunk, encode_inner
+from ngff_resave.locations import Store, join_key
+from ngff_resave.metadata.arrays import V2Array, fill_as_scalar, v3_chunk_key
+from ngff_resave.planning import PATH_COPY, ArrayPlan
+from ngff_resave.shards import build_shard
+
+
+@dataclass(frozen=True)
+class CopyTask:
+    """Copy the shard at grid position ``shard`` of one array."""
+
+    source: Store
+    dest: Store
+    path: str  # the array's path, the same in input and output
+    meta: V2Array
+    plan: ArrayPlan
+    shard: tuple[int, ...]
+    skip_existing: bool = False
+
+    @property
+    def shard_key(self) -> str:
+        return join_key(self.path, v3_chunk_key(self.shard))
+
+
+@dataclass(frozen=True)
+class ShardOutcome:
+    """What one task did (summed into the run report)."""
+
+    path: str
+    shard_key: str
+    bytes_read: int
+    bytes_written: int
+    raw_bytes: int  # uncompressed bytes of the array region the shard covers
+    written: bool
+    skipped_existing: bool
+    started: float
+    seconds: float
+    cpu_seconds: float
+
+
+def inner_chunk_indices(plan: ArrayPlan, shard: Sequence[int]) -> list[tuple[int, ...]]:
+    """Grid indices of the shard's inner chunks, in the C order of the shard index."""
+    cps = plan.chunks_per_shard
+    return list(
+        itertools.product(*(range(s * n, s * n + n) for s, n in zip(shard, cps, strict=True)))
+    )
+
+
+def shard_region(plan: ArrayPlan, shard: Sequence[int]) -> tuple[slice, ...]:
+    """The part of the array a shard covers (clipped to the array)."""
+    return tuple(
+        slice(i * s, min((i + 1) * s, n))
+        for i, s, n in zip(shard, plan.shards, plan.shape, strict=True)
+    )
+
+
+def shard_indices(plan: ArrayPlan) -> Iterator[tuple[int, ...]]:
+    """Every shard grid position of an array, lazily (a TB array has very many)."""
+    return itertools.product(*(range(n) for n in plan.shard_grid))
+
+
+def _source_key(task: CopyTask, index: Sequence[int]) -> str:
+    return join_key(task.path, task.meta.chunk_key(index))
+
+
+def copy_shard(task: CopyTask) -> ShardOutcome:
+    """Build and write one output shard; see module docstring for the two paths."""
+    started = time.time()
+    cpu0 = time.thread_time()
+    region = shard_region(task.plan, task.shard)
+    raw_bytes = math.prod(r.stop - r.start for r in region) * task.meta.itemsize
+    if task.skip_existing and task.dest.exists(task.shard_key):
+        return ShardOutcome(
+            task.path,
+            task.shard_key,
+            0,
+            0,
+            raw_bytes,
+            False,
+            True,
+            started,
+            time.time() - started,
+            time.thread_time() - cpu0,
+        )
+    if task.plan.path_taken == PATH_COPY:
+        chunks, bytes_read = _copy_chunks(task)
+    else:
+        chunks, bytes_read = _reencode(task)
+    data = build_shard(chunks)
+    if data is not None:
+        task.dest.write(task.shard_key, data)
+    return ShardOutcome(
+        task.path,
+        task.shard_key,
+        bytes_read,
+        len(data) if data is not None else 0,
+        raw_bytes,
+        data is not None,
+        False,
+        started,
+        time.time() - started,
+        time.thread_time() - cpu0,
+    )
+
+
+def _copy_chunks(task: CopyTask) -> tuple[list[bytes | None], int]:
+    grid = task.meta.chunk_grid
+    indices = inner_chunk_indices(task.plan, task.shard)
+    inside = [all(i < g for i, g in zip(idx, grid, strict=True)) for idx in indices]
+    keys = [_source_key(task, idx) for idx, ok in zip(indices, inside, strict=True) if ok]
+    fetched = iter(task.source.read_many(keys))
+    chunks: list[bytes | None] = []
+    bytes_read = 0
+    for idx, ok in zip(indices, inside, strict=True):
+        data = next(fetched) if ok else None
+        if data is not None:
+            check_stored_chunk(task.meta, data, task.source.describe(_source_key(task, idx)))
+            bytes_read += len(data)
+        chunks.append(data)
+    return chunks, bytes_read
+
+
+def _overlap(
+    lo: Sequence[int], hi: Sequence[int], src: Sequence[int], size: Sequence[int]
+) -> tuple[tuple[slice, ...], tuple[slice, ...]]:
+    """Slices of the inner chunk (starting at ``lo``) and of the source chunk ``src``."""
+    dst_slices = []
+    src_slices = []
+    for a, b, s, c in zip(lo, hi, src, size, strict=True):
+        start = max(a, s * c)
+        stop = min(b, (s + 1) * c)
+        dst_slices.append(slice(start - a, stop - a))
+        src_slices.append(slice(start - s * c, stop - s * c))
+    return tuple(dst_slices), tuple(src_slices)
+
+
+def _reencode(task: CopyTask) -> tuple[list[bytes | None], int]:
+    meta, plan = task.meta, task.plan
+    out_grid = [math.ceil(n / c) for n, c in zip(plan.shape, plan.chunks, strict=True)]
+    indices = inner_chunk_indices(plan, task.shard)
+    needs: list[list[tuple[int, ...]] | None] = []
+    refcount: dict[tuple[int, ...], int] = {}
+    for idx in indices:
+        if not all(i < g for i, g in zip(idx, out_grid, strict=True)):
+            needs.append(None)
+            continue
+        lo = [i * c for i, c in zip(idx, plan.chunks, strict=True)]
+        hi = [min(a + c, n) for a, c, n in zip(lo, plan.chunks, plan.shape, strict=True)]
+        ranges = [
+            range(a // s, (b - 1) // s + 1) for a, b, s in zip(lo, hi, meta.chunks, strict=True)
+        ]
+        sources = list(itertools.product(*ranges))
+        needs.append(sources)
+        for src in sources:
+            refcount[src] = refcount.get(src, 0) + 1
+    order = list(refcount)
+    stored = dict(
+        zip(order, task.source.read_many([_source_key(task, s) for s in order]), strict=True)
+    )
+    bytes_read = sum(len(b) for b in stored.values() if b is not None)
+    decoded: dict[tuple[int, ...], np.ndarray] = {}
+    fill = fill_as_scalar(meta)
+    dtype = meta.numpy_dtype
+    chunks: list[bytes | None] = []
+    for idx, needed in zip(indices, needs, strict=True):
+        if needed is None or all(stored[s] is None for s in needed):
+            chunks.append(None)
+            for src in needed or []:
+                refcount[src] -= 1
+            continue
+        sources: list[tuple[int, ...]] = needed
+        lo = [i * c for i, c in zip(idx, plan.chunks, strict=True)]
+        hi = [min(a + c, n) for a, c, n in zip(lo, plan.chunks, plan.shape, strict=True)]
+        block = np.full(plan.chunks, fill, dtype=dtype)
+        for src in sources:
+            data = stored[src]
+            if data is not None:
+                if src not in decoded:
+                    decoded[src] = decode_source_chunk(
+                        meta, data, task.source.describe(_source_key(task, src))
+                    )
+                dst_sl, src_sl = _overlap(lo, hi, src, meta.chunks)
+                block[dst_sl] = decoded[src][src_sl]
+            refcount[src] -= 1
+            if refcount[src] == 0:
+                # Nothing else in this shard needs it: free the memory now.
+                decoded.pop(src, None)
+                stored[src] = None if data is None else b""
+        chunks.append(encode_inner(block, plan.codec))
+    return chunks, bytes_read

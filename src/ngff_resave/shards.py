@@ -1,0 +1,76 @@
+"""The binary layout of a Zarr v3 shard (``sharding_indexed`` codec, index at the end).
+
+Spec (Zarr v3 sharding codec): the shard is the encoded inner chunks, then an index of
+``prod(chunks_per_shard)`` pairs ``(offset, nbytes)`` of little-endian uint64 in C order over
+the inner-chunk grid, encoded with ``bytes`` (little) + ``crc32c`` (4 bytes appended).
+An inner chunk that is not stored has both values set to 2**64 - 1.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import crc32c
+import numpy as np
+
+from ngff_resave.errors import CorruptChunkError
+
+EMPTY = np.uint64(2**64 - 1)
+
+
+def index_nbytes(chunk_count: int) -> int:
+    """Size in bytes of a shard index with ``chunk_count`` entries (plus the checksum)."""
+    return chunk_count * 16 + 4
+
+
+def build_shard(chunks: Sequence[bytes | None]) -> bytes | None:
+    """Concatenate encoded inner chunks (C order, ``None`` = not stored) and append the index.
+
+    Returns ``None`` when no chunk is stored: the shard is then not written at all (a missing
+    shard means fill_value, like a missing chunk).
+    """
+    if all(c is None for c in chunks):
+        return None
+    index = np.full((len(chunks), 2), EMPTY, dtype="<u8")
+    parts: list[bytes] = []
+    offset = 0
+    for i, chunk in enumerate(chunks):
+        if chunk is None:
+            continue
+        index[i, 0] = offset
+        index[i, 1] = len(chunk)
+        parts.append(chunk)
+        offset += len(chunk)
+    index_bytes = index.tobytes()
+    parts.append(index_bytes)
+    parts.append(crc32c.crc32c(index_bytes).to_bytes(4, "little"))
+    return b"".join(parts)
+
+
+def read_index(shard: bytes, chunk_count: int, where: str) -> np.ndarray:
+    """The ``(chunk_count, 2)`` index of a shard; checks its size and crc32c checksum."""
+    size = index_nbytes(chunk_count)
+    if len(shard) < size:
+        raise CorruptChunkError(f"{where}: shard is {len(shard)} bytes, shorter than its index")
+    raw = shard[-size:-4]
+    stored = int.from_bytes(shard[-4:], "little")
+    if crc32c.crc32c(raw) != stored:
+        raise CorruptChunkError(f"{where}: shard index checksum mismatch (corrupt index)")
+    index = np.frombuffer(raw, dtype="<u8").reshape(chunk_count, 2)
+    data_size = len(shard) - size
+    for i, (offset, nbytes) in enumerate(index):
+        if offset == EMPTY and nbytes == EMPTY:
+            continue
+        if int(offset) + int(nbytes) > data_size:
+            raise CorruptChunkError(
+                f"{where}: inner chunk {i} lies outside the shard (truncated shard?)"
+            )
+    return index
+
+
+def inner_chunk(shard: bytes, index: np.ndarray, i: int) -> bytes | None:
+    """The encoded bytes of inner chunk ``i`` (``None`` when it is not stored)."""
+    offset, nbytes = index[i]
+    if offset == EMPTY and nbytes == EMPTY:
+        return None
+    return shard[int(offset) : int(offset) + int(nbytes)]
