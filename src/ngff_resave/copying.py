@@ -175,9 +175,9 @@ def _reencode(task: CopyTask) -> tuple[list[bytes | None], int]:
         ranges = [
             range(a // s, (b - 1) // s + 1) for a, b, s in zip(lo, hi, meta.chunks, strict=True)
         ]
-        sources = list(itertools.product(*ranges))
-        needs.append(sources)
-        for src in sources:
+        overlapping = list(itertools.product(*ranges))
+        needs.append(overlapping)
+        for src in overlapping:
             refcount[src] = refcount.get(src, 0) + 1
     order = list(refcount)
     stored = dict(
@@ -194,11 +194,10 @@ def _reencode(task: CopyTask) -> tuple[list[bytes | None], int]:
             for src in needed or []:
                 refcount[src] -= 1
             continue
-        sources: list[tuple[int, ...]] = needed
         lo = [i * c for i, c in zip(idx, plan.chunks, strict=True)]
         hi = [min(a + c, n) for a, c, n in zip(lo, plan.chunks, plan.shape, strict=True)]
         block = np.full(plan.chunks, fill, dtype=dtype)
-        for src in sources:
+        for src in needed:
             data = stored[src]
             if data is not None:
                 if src not in decoded:
