@@ -25,6 +25,7 @@ from ngff_resave import __version__
 from ngff_resave.chunkcodecs import check_source_codecs
 from ngff_resave.copying import CopyTask, ShardOutcome, shard_indices
 from ngff_resave.discover import ArrayNode, Inventory, discover, read_json
+from ngff_resave.engines import Engine
 from ngff_resave.engines.local import ThreadEngine
 from ngff_resave.errors import (
     InputError,
@@ -84,6 +85,8 @@ class ConvertOptions:
     max_memory: int | None = None
     #: Called with the output store and the finished report to write the RO-Crate (or None).
     crate_writer: Callable[[Store, RunReport, Inventory], None] | None = None
+    #: Runs the copy tasks (default: :class:`ThreadEngine` with the effective workers).
+    engine: Engine | None = None
 
 
 @dataclass
@@ -268,7 +271,8 @@ def convert(options: ConvertOptions, progress: Progress | None = None) -> Conver
             progress.advance(outcome)
 
         try:
-            ThreadEngine(workers).run(tasks(), on_done)
+            engine = options.engine or ThreadEngine(workers)
+            engine.run(tasks(), on_done)
         finally:
             progress.close()
 
