@@ -34,6 +34,7 @@ from ngff_resave.errors import (
     ResaveError,
     VerificationError,
 )
+from ngff_resave.generic import copy_generic_array
 from ngff_resave.locations import TEMP_SUFFIX, LocalStore, LocationSpec, Store, join_key, open_store
 from ngff_resave.metadata.arrays import sharded_array_metadata
 from ngff_resave.metadata.ome import migrate_attributes
@@ -285,6 +286,8 @@ def convert(options: ConvertOptions, progress: Progress | None = None) -> Conver
                 more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
                 raise VerificationError(f"verification failed: {problems[0]}{more}")
 
+        for path in inventory.generic_arrays:
+            copy_generic_array(source, dest, path)  # small and idempotent: always (re)copied
         progress.phase("writing group metadata")
         for key in inventory.files:
             data = source.read(key)

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ngff_resave.errors import InputError, NodeNotFoundError, UnsafePathError
+from ngff_resave.generic import is_generic_dtype
 from ngff_resave.locations import LocalStore, Store, check_key, join_key
 from ngff_resave.metadata.arrays import V2Array, parse_v2_array
 from ngff_resave.metadata.ome import (
@@ -62,6 +63,8 @@ class Inventory:
     groups: list[GroupNode] = field(default_factory=list)
     arrays: list[ArrayNode] = field(default_factory=list)
     files: list[str] = field(default_factory=list)
+    #: Non-OME arrays of string/object dtypes, carried over by :mod:`ngff_resave.generic`.
+    generic_arrays: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
 
 
@@ -332,6 +335,10 @@ class _Walker:
                     "copy the data into the input instead"
                 )
             if self.store.exists(join_key(child, ".zarray")):
+                if is_generic_dtype(read_json(self.store, join_key(child, ".zarray"))):
+                    self.seen.add(child)
+                    self.inventory.generic_arrays.append(child)
+                    continue
                 meta, attrs = self._read_array(child, "array")
                 self._add_array(ArrayNode(child, meta, attrs))
             elif self._is_group(child):
