@@ -10,14 +10,29 @@ import argparse
 import logging
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from ngff_resave import __version__
 from ngff_resave.convert import ConvertOptions, Progress, convert
 from ngff_resave.copying import ShardOutcome
-from ngff_resave.errors import ResaveError
-from ngff_resave.locations import LocationSpec, open_store
+from ngff_resave.crate import (
+    CRATE_KEY,
+    CrateOptions,
+    Provenance,
+    add_crate_arguments,
+    build_crate,
+    check_crate,
+    check_options,
+    crate_options_from_args,
+    default_name,
+    update_crate,
+    write_crate,
+)
+from ngff_resave.discover import Inventory, read_json
+from ngff_resave.errors import InputError, ResaveError
+from ngff_resave.locations import LocationSpec, Store, open_store
+from ngff_resave.metadata.ome import migrate_attributes
 from ngff_resave.planning import (
     DEFAULT_SHARD_BYTES,
     PlanOptions,
@@ -25,7 +40,8 @@ from ngff_resave.planning import (
     parse_shape,
     parse_size,
 )
-from ngff_resave.report import write_json_atomically
+from ngff_resave.report import RunReport, now_iso, write_json_atomically
+from ngff_resave.terms import format_lookup, lookup
 
 log = logging.getLogger("ngff_resave")
 
@@ -128,9 +144,38 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--workers", type=int, default=0, help="concurrent shards (default: cores)")
     run.add_argument("--max-memory", help="cap on memory, e.g. 4GiB (reduces concurrency)")
     run.add_argument("--report", metavar="FILE", help="write the run report (JSON) here")
+    crate = conv.add_argument_group("RO-Crate")
+    crate.add_argument(
+        "--output-rocrate",
+        action="store_true",
+        help="write ro-crate-metadata.json at the output root (needs --rocrate-license); "
+        "implied by any --rocrate-* option",
+    )
+    add_crate_arguments(conv)
     _add_location_args(conv, "input")
     _add_location_args(conv, "output")
     _common(conv)
+
+    crate_cmd = sub.add_parser(
+        "crate",
+        help="write or update the RO-Crate of an existing output (data untouched)",
+        description="Write or update ro-crate-metadata.json of an existing OME-Zarr 0.5 "
+        "output; only that file is written.",
+    )
+    crate_cmd.add_argument("output", help="the 0.5 output (path, s3://bucket/prefix)")
+    add_crate_arguments(crate_cmd)
+    _add_location_args(crate_cmd, "output")
+    _common(crate_cmd)
+
+    look = sub.add_parser(
+        "lookup",
+        help="find the id of an organism or imaging method",
+        description="Search the built-in tables of organisms (NCBI taxonomy) and imaging "
+        "methods (FBbi) used by --rocrate-organism and --rocrate-modality.",
+    )
+    look.add_argument("text", help='what to look for, e.g. "confocal" or "mouse"')
+    look.add_argument("--limit", type=int, default=10, help="at most this many results")
+    _common(look)
 
     val = sub.add_parser(
         "validate",
@@ -192,6 +237,42 @@ def _plan_options(args: argparse.Namespace) -> PlanOptions:
     )
 
 
+def _crate_writer(
+    args: argparse.Namespace, options: CrateOptions
+) -> Callable[[Store, RunReport, Inventory], None]:
+    def write(dest: Store, report: RunReport, inventory: Inventory) -> None:
+        root = inventory.groups[0]
+        ome = migrate_attributes(root.attrs, root.kind).get("ome", {})
+        totals = report.totals()
+        keys = ("bytes_read", "bytes_written", "raw_bytes", "wall_seconds", "cpu_seconds")
+        figures = {key: totals[key] for key in keys}
+        document = build_crate(
+            options,
+            default_name=default_name(ome, _basename(args.output)),
+            provenance=Provenance(
+                __version__,
+                report.input_url,
+                report.output_url,
+                report.started_at,
+                report.ended_at,
+                figures,
+            ),
+            date_published=report.ended_at[:10],
+        )
+        write_crate(dest, document)
+
+    return write
+
+
+def _basename(path: str) -> str:
+    return path.rstrip("/").rsplit("/", 1)[-1] or path
+
+
+def _crate_requested(args: argparse.Namespace, options: CrateOptions) -> bool:
+    given = (options.license, options.organism, options.modality, options.name)
+    return bool(args.output_rocrate) or any(v is not None for v in given)
+
+
 def _run_convert(args: argparse.Namespace) -> int:
     if args.output_chunks and args.output_shards:
         chunks = parse_shape(args.output_chunks, "--output-chunks")
@@ -200,6 +281,11 @@ def _run_convert(args: argparse.Namespace) -> int:
             raise UsageError("--output-chunks and --output-shards must have the same length")
     if args.workers < 0:
         raise UsageError("--workers must be 0 (one per core) or more")
+    crate_options = crate_options_from_args(args)
+    crate_writer = None
+    if _crate_requested(args, crate_options) and not args.output_write_details:
+        check_options(crate_options)  # unknown terms or no license: fail before copying
+        crate_writer = _crate_writer(args, crate_options)
     options = ConvertOptions(
         input=_location(args, "input", args.input),
         output=_location(args, "output", args.output),
@@ -211,6 +297,7 @@ def _run_convert(args: argparse.Namespace) -> int:
         verify=args.verify,
         workers=args.workers,
         max_memory=parse_size(args.max_memory) if args.max_memory else None,
+        crate_writer=crate_writer,
     )
     result = convert(options, _CliProgress(args.quiet))
     if args.report:
@@ -229,8 +316,43 @@ def _run_validate(args: argparse.Namespace) -> int:
     results = validate_hierarchy(store)
     print(format_results(results))
     failed = [r for r in results if not r.ok]
-    print(f"{len(results) - len(failed)} nodes ok, {len(failed)} failed", file=sys.stderr)
-    return 1 if failed else 0
+    crate_problems = check_crate(store)
+    for problem in crate_problems:
+        print(f"FAILED  ro-crate      {problem}")
+    crate_note = f", RO-Crate: {len(crate_problems)} problems" if store.exists(CRATE_KEY) else ""
+    print(
+        f"{len(results) - len(failed)} nodes ok, {len(failed)} failed{crate_note}",
+        file=sys.stderr,
+    )
+    return 1 if failed or crate_problems else 0
+
+
+def _run_crate(args: argparse.Namespace) -> int:
+    store = open_store(_location(args, "output", args.output))
+    root = read_json(store, "zarr.json")
+    if not isinstance(root, dict):
+        raise InputError(
+            f"{store.describe('zarr.json')}: no OME-Zarr 0.5 output here; convert first"
+        )
+    attributes = root.get("attributes")
+    ome = attributes.get("ome") if isinstance(attributes, dict) else None
+    update_crate(
+        store,
+        crate_options_from_args(args),
+        default_name=default_name(ome if isinstance(ome, dict) else {}, _basename(args.output)),
+        date_published=now_iso()[:10],
+    )
+    print(f"wrote {store.describe(CRATE_KEY)}", file=sys.stderr)
+    return 0
+
+
+def _run_lookup(args: argparse.Namespace) -> int:
+    results = lookup(args.text, args.limit)
+    if not results:
+        print(f"nothing matches {args.text!r}", file=sys.stderr)
+        return 1
+    print("\n".join(format_lookup(results)))
+    return 0
 
 
 def _configure_logging(level: str) -> None:
@@ -265,6 +387,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _run_convert(args)
         if args.command == "validate":
             return _run_validate(args)
+        if args.command == "crate":
+            return _run_crate(args)
+        if args.command == "lookup":
+            return _run_lookup(args)
         raise UsageError(f"unknown command {args.command}")  # pragma: no cover
     except UsageError as exc:
         _error(str(exc))
