@@ -104,7 +104,9 @@ def parse_size(text: str) -> int:
     if not match:
         raise PlanError(f"size {text!r} not understood; write e.g. 512MiB, 2GB or 1048576")
     number, unit, binary = match.groups()
-    base = 1024 if binary or unit.upper() else 1000
+    # KiB/MiB and a bare K/M are binary; KB/MB (an explicit decimal unit) are decimal.
+    decimal = bool(unit) and not binary and text.strip().upper().endswith("B")
+    base = 1000 if decimal else 1024
     power = " KMGTP".index(unit.upper()) if unit else 0
     value = int(float(number) * (base**power if unit else 1))
     if value <= 0:
