@@ -134,5 +134,5 @@ def test_details_round_trip_and_edits() -> None:
     assert edited[0].shape == (100, 100) and edited[0].shards == (64, 64)
     assert any("shape" in w for w in warnings)
     doc["arrays"][0]["shards"] = [48, 64]
-    with pytest.raises(PlanError, match="p.json.*not a whole multiple"):
+    with pytest.raises(PlanError, match=r"p\.json.*not a whole multiple"):
         apply_details(inventory, plans, doc, where="p.json")

@@ -9,24 +9,36 @@ source has data there.
 
 ``sample`` checks the first and last shard of every array and a few spread between them;
 ``full`` checks every shard.
+
+:func:`verify_output` checks an output that already exists (``ngff-resave verify``): it
+validates the 0.5 metadata, compares every array's and group's ``zarr.json`` with what the
+input migrates to, rebuilds each array's plan from its ``zarr.json`` and verifies the shards.
 """
 
 from __future__ import annotations
 
 import itertools
+import json
 import math
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
 from ngff_resave.chunkcodecs import decode_inner, decode_source_chunk
 from ngff_resave.copying import CopyTask, inner_chunk_indices, shard_indices, shard_region
+from ngff_resave.discover import ArrayNode, discover, read_json
 from ngff_resave.errors import CorruptChunkError, ResaveError
-from ngff_resave.locations import join_key
-from ngff_resave.metadata.arrays import fill_as_scalar
-from ngff_resave.planning import PATH_COPY
+from ngff_resave.locations import LocationSpec, Store, join_key, open_store
+from ngff_resave.metadata.arrays import (
+    fill_as_scalar,
+    sharded_array_metadata,
+    v3_equivalent_codec,
+)
+from ngff_resave.metadata.ome import migrate_attributes
+from ngff_resave.planning import PATH_COPY, ArrayPlan, finish_plan
 from ngff_resave.shards import inner_chunk, read_index
 
 SAMPLE_SHARDS = 5
@@ -199,3 +211,121 @@ def verify_data(
             if problem is not None:
                 problems.append(problem)
     return checked, problems
+
+
+@dataclass
+class OutputCheck:
+    """What :func:`verify_output` found: shards checked and one line per problem."""
+
+    checked_shards: int = 0
+    problems: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+
+def _json_equal(a: Any, b: Any) -> bool:
+    """Equality of two JSON documents as JSON (NaN fill values compare by their text)."""
+    return json.dumps(a, sort_keys=True) == json.dumps(b, sort_keys=True)
+
+
+def _output_plan(dest: Store, node: ArrayNode) -> ArrayPlan | str:
+    """The plan an output array was written with, read back from its ``zarr.json``.
+
+    Returns a problem message instead when the document is missing, is not a sharded array
+    as this tool writes it, or differs from what the input array migrates to.
+    """
+    key = join_key(node.path, "zarr.json")
+    where = dest.describe(key)
+    try:
+        doc = read_json(dest, key)
+    except ResaveError as exc:
+        return f"array '{node.path}': {exc}"
+    if doc is None:
+        return f"array '{node.path}': {where} is missing"
+    try:
+        shards = tuple(int(v) for v in doc["chunk_grid"]["configuration"]["chunk_shape"])
+        sharding = doc["codecs"][0]
+        if sharding["name"] != "sharding_indexed":
+            raise ValueError(sharding["name"])
+        config = sharding["configuration"]
+        chunks = tuple(int(v) for v in config["chunk_shape"])
+        inner = config["codecs"]
+        codec = dict(inner[1]) if len(inner) > 1 else None
+    except (KeyError, IndexError, TypeError, ValueError):
+        return f"array '{node.path}': {where} is not a sharded Zarr v3 array"
+    source_codec, not_copyable = v3_equivalent_codec(node.meta)
+    try:
+        plan = finish_plan(
+            node,
+            chunks=chunks,
+            shards=shards,
+            codec=codec,
+            source_codec=source_codec,
+            not_copyable=not_copyable,
+        )
+        expected = sharded_array_metadata(
+            node.meta,
+            chunks=chunks,
+            shards=shards,
+            codec=codec,
+            dimension_names=node.dimension_names,
+            attributes=dict(node.attrs),
+        )
+    except ResaveError as exc:
+        return f"array '{node.path}': {where}: {exc}"
+    if not _json_equal(doc, expected):
+        keys = sorted(k for k in set(doc) | set(expected) if doc.get(k) != expected.get(k))
+        return (
+            f"array '{node.path}': {where} differs from the input's metadata "
+            f"({', '.join(keys) or 'values'})"
+        )
+    return plan
+
+
+def verify_output(
+    input_spec: LocationSpec, output_spec: LocationSpec, mode: str = "full", workers: int = 1
+) -> OutputCheck:
+    """Verify an existing 0.5 output against its 0.4 input (read-only on both sides).
+
+    Checks, in order: the output metadata validates as OME-Zarr 0.5; every group's and
+    array's ``zarr.json`` equals what the input migrates to (the array plan — chunks, shards,
+    codec — is taken from the output itself); then the shards (``mode`` ``sample`` or
+    ``full``, see :func:`verify_data`). Raises only for an unreadable input.
+    """
+    from ngff_resave.validate import validate_hierarchy  # pydantic models: load lazily
+
+    source = open_store(input_spec)
+    dest = open_store(output_spec)
+    inventory = discover(source)
+    check = OutputCheck()
+    for result in validate_hierarchy(dest):
+        if not result.ok:
+            check.problems.append(
+                f"{result.path or '/'} ({result.kind}): not valid OME-Zarr 0.5: {result.message}"
+            )
+    for group in inventory.groups:
+        key = join_key(group.path, "zarr.json")
+        try:
+            doc = read_json(dest, key)
+        except ResaveError as exc:
+            check.problems.append(f"group '{group.path or '/'}': {exc}")
+            continue
+        expected = migrate_attributes(group.attrs, group.kind)
+        if not isinstance(doc, dict) or not _json_equal(doc.get("attributes"), expected):
+            check.problems.append(
+                f"group '{group.path or '/'}': {dest.describe(key)} is missing or its "
+                "attributes differ from the input's"
+            )
+    templates: list[CopyTask] = []
+    for node in inventory.arrays:
+        plan = _output_plan(dest, node)
+        if isinstance(plan, str):
+            check.problems.append(plan)
+            continue
+        templates.append(CopyTask(source, dest, node.path, node.meta, plan, (0,) * len(plan.shape)))
+    checked, problems = verify_data(templates, mode, workers)
+    check.checked_shards = checked
+    check.problems.extend(str(p) for p in problems)
+    return check
