@@ -9,6 +9,7 @@ is found too and carried over untouched (e.g. an AnnData ``tables/`` group).
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -69,13 +70,30 @@ class Inventory:
 
 
 def read_json(store: Store, key: str) -> Any | None:
-    """Parse the JSON document at ``key`` (``None`` when absent); errors name the file."""
+    """Parse the JSON document at ``key`` (``None`` when absent); errors name the file.
+
+    A local file larger than :data:`MAX_JSON_BYTES` is refused before it is read, so a
+    hostile (e.g. sparse multi-GB) metadata file costs no memory.
+    """
+    if isinstance(store, LocalStore):
+        try:
+            size = os.path.getsize(os.path.join(store.root, *check_key(key).split("/")))
+        except OSError:
+            size = 0  # missing or unreadable: read() below says which
+        if size > MAX_JSON_BYTES:
+            raise InputError(
+                f"{store.describe(key)}: metadata file is {size} bytes, larger than the "
+                f"{MAX_JSON_BYTES} allowed; it cannot be OME-Zarr metadata"
+            )
     data = store.read(key)
     if data is None:
         return None
     where = store.describe(key)
     if len(data) > MAX_JSON_BYTES:
-        raise InputError(f"{where}: metadata file is {len(data)} bytes, larger than allowed")
+        raise InputError(
+            f"{where}: metadata file is {len(data)} bytes, larger than the {MAX_JSON_BYTES} "
+            "allowed; it cannot be OME-Zarr metadata"
+        )
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as exc:
@@ -296,9 +314,9 @@ class _Walker:
                         "a list of strings"
                     )
                 series = listed
-            self._add_group(ome, "ome-series" if series is not None else "group", ome_attrs)
             if self.store.exists(join_key(ome, OME_XML)):
                 self.inventory.files.append(join_key(ome, OME_XML))
+        implicit = series is None
         if series is None:
             # Implicit layout (bioformats2raw.layout 3 without a series list): series are
             # the groups 0, 1, 2, … up to the first missing number.
@@ -310,6 +328,16 @@ class _Walker:
                     f"{where}: bioformats2raw layout with no series (no OME/series list and "
                     "no group '0')"
                 )
+        if self._is_group(ome):
+            # 0.5's OME group schema requires the series list: an implicit one is written out.
+            ome_attrs = self._attrs(ome)
+            if implicit:
+                ome_attrs = {**ome_attrs, "series": list(series)}
+                self.inventory.warnings.append(
+                    f"{self.store.describe(ome)}: no 'series' list; the series found "
+                    f"({', '.join(series)}) are listed explicitly in the output"
+                )
+            self._add_group(ome, "ome-series", ome_attrs)
         for name in series:
             full = self._check_path(name, path, "series path")
             series_attrs = self._require_group(full, f"series '{name}'")
@@ -321,10 +349,32 @@ class _Walker:
                 )
             self.visit(full, kind, series_attrs)
 
+    def _refuse_escaping_symlinks(self, path: str) -> None:
+        """A symlinked child directory that leaves the input is an error, not a silent skip.
+
+        ``list_children`` does not follow symlinks, so such a child would otherwise be left
+        out of the output without a word.
+        """
+        assert isinstance(self.store, LocalStore)
+        directory = os.path.join(self.store.root, *path.split("/")) if path else self.store.root
+        try:
+            entries = sorted(e.name for e in os.scandir(directory) if e.is_symlink())
+        except OSError:
+            return
+        for name in entries:
+            child = join_key(path, name)
+            if child not in self.seen and self.store.is_symlink_escape(child):
+                raise UnsafePathError(
+                    f"{self.store.describe(child)}: is a symlink pointing outside the input; "
+                    "copy the data into the input instead"
+                )
+
     def _rest(self, path: str) -> None:
         """Carry over children the OME metadata does not name (only where we can list)."""
         if not self.store.can_list:
             return
+        if isinstance(self.store, LocalStore):
+            self._refuse_escaping_symlinks(path)
         for name in self.store.list_children(path):
             child = join_key(path, name)
             if child in self.seen:
