@@ -1,11 +1,10 @@
 """Data verification: the written shards hold what the input holds.
 
-For each verified shard the expected region is assembled from the *source* chunks (decoded
-with the v2 codecs) and compared with the region decoded from the output shard; this is a
-different code path from the copy (region-wise, not chunk-wise). Fast-path shards are also
-compared byte for byte with the source chunks. The shard index checksum (crc32c) catches a
-corrupt index, size checks a truncated shard, and a missing shard is an error whenever the
-source has data there.
+For each verified shard, every inner chunk is decoded from the output and compared with the
+values assembled from the *source* chunks (decoded with the v2 codecs); fast-path inner chunks
+are compared byte for byte with the source chunks (and one per shard also by value). The
+shard index checksum (crc32c) catches a corrupt index, size checks a truncated shard, and a
+missing shard is an error whenever the source has data there.
 
 ``sample`` checks the first and last shard of every array and a few spread between them;
 ``full`` checks every shard.
@@ -65,60 +64,59 @@ def sample_shards(grid: Sequence[int], count: int = SAMPLE_SHARDS) -> list[tuple
     return [tuple(int(v) for v in np.unravel_index(p, grid)) for p in picks]
 
 
-def _expected_region(task: CopyTask, region: tuple[slice, ...]) -> np.ndarray:
+#: Decoded source chunks kept while verifying one shard (re-encoded inner chunks may be
+#: smaller than the source chunks, so neighbours reuse them).
+_CACHE_CHUNKS = 16
+
+
+def _expected_block(
+    task: CopyTask,
+    lo: Sequence[int],
+    hi: Sequence[int],
+    cache: dict[tuple[int, ...], np.ndarray | None],
+) -> np.ndarray | None:
+    """The array region ``[lo, hi)`` assembled from decoded source chunks.
+
+    ``None`` when every source chunk overlapping it is missing (the region is fill_value).
+    """
     meta = task.meta
-    out = np.full(tuple(r.stop - r.start for r in region), fill_as_scalar(meta), meta.numpy_dtype)
-    ranges = [
-        range(r.start // c, (r.stop - 1) // c + 1) for r, c in zip(region, meta.chunks, strict=True)
-    ]
+    out = np.full(
+        [b - a for a, b in zip(lo, hi, strict=True)], fill_as_scalar(meta), meta.numpy_dtype
+    )
+    ranges = [range(a // c, (b - 1) // c + 1) for a, b, c in zip(lo, hi, meta.chunks, strict=True)]
+    found = False
     for src in itertools.product(*ranges):
-        key = join_key(task.path, meta.chunk_key(src))
-        data = task.source.read(key)
-        if data is None:
+        if src not in cache:
+            key = join_key(task.path, meta.chunk_key(src))
+            data = task.source.read(key)
+            if len(cache) >= _CACHE_CHUNKS:
+                cache.pop(next(iter(cache)))
+            cache[src] = (
+                None if data is None else decode_source_chunk(meta, data, task.source.describe(key))
+            )
+        chunk = cache[src]
+        if chunk is None:
             continue
-        chunk = decode_source_chunk(meta, data, task.source.describe(key))
+        found = True
         dst, sl = [], []
-        for r, s, c in zip(region, src, meta.chunks, strict=True):
-            lo, hi = max(r.start, s * c), min(r.stop, (s + 1) * c)
-            dst.append(slice(lo - r.start, hi - r.start))
-            sl.append(slice(lo - s * c, hi - s * c))
+        for a, b, s, c in zip(lo, hi, src, meta.chunks, strict=True):
+            start, stop = max(a, s * c), min(b, (s + 1) * c)
+            dst.append(slice(start - a, stop - a))
+            sl.append(slice(start - s * c, stop - s * c))
         out[tuple(dst)] = chunk[tuple(sl)]
-    return out
-
-
-def _actual_region(
-    task: CopyTask, shard: bytes, region: tuple[slice, ...]
-) -> tuple[np.ndarray, list[bytes | None]]:
-    plan, meta = task.plan, task.meta
-    indices = inner_chunk_indices(plan, task.shard)
-    where = task.dest.describe(task.shard_key)
-    index = read_index(shard, len(indices), where)
-    shape = tuple(r.stop - r.start for r in region)
-    out = np.full(shape, fill_as_scalar(meta), meta.numpy_dtype)
-    raw: list[bytes | None] = []
-    for i, idx in enumerate(indices):
-        data = inner_chunk(shard, index, i)
-        raw.append(data)
-        lo = [j * c for j, c in zip(idx, plan.chunks, strict=True)]
-        if data is None or any(a >= n for a, n in zip(lo, plan.shape, strict=True)):
-            continue
-        try:
-            block = decode_inner(data, plan.codec, meta.numpy_dtype, plan.chunks)
-        except Exception as exc:
-            raise CorruptChunkError(f"{where}: inner chunk {i} cannot be decoded ({exc})") from exc
-        dst, sl = [], []
-        for a, c, r in zip(lo, plan.chunks, region, strict=True):
-            hi = min(a + c, r.stop)
-            dst.append(slice(a - r.start, hi - r.start))
-            sl.append(slice(0, hi - a))
-        out[tuple(dst)] = block[tuple(sl)]
-    return out, raw
+    return out if found else None
 
 
 def verify_shard(task: CopyTask) -> ShardProblem | None:
-    """Compare one output shard with the input; ``None`` when they agree."""
-    region = shard_region(task.plan, task.shard)
-    expected = _expected_region(task, region)
+    """Compare one output shard with the input, inner chunk by inner chunk.
+
+    Memory stays at one shard's stored bytes plus a few decoded chunks, whatever the shard
+    size. Fast-path chunks must equal the source chunk's stored bytes (and the first of each
+    shard must also decode to the source's values); re-encoded chunks must decode to the
+    values assembled from the source chunks.
+    """
+    plan, meta = task.plan, task.meta
+    region = shard_region(plan, task.shard)
     shard = task.dest.read(task.shard_key)
     if shard is None:
         if _source_has_data(task, region):
@@ -126,26 +124,56 @@ def verify_shard(task: CopyTask) -> ShardProblem | None:
                 task.path, task.shard_key, "shard is missing but the input has data"
             )
         return None
+    indices = inner_chunk_indices(plan, task.shard)
+    where = task.dest.describe(task.shard_key)
     try:
-        actual, raw = _actual_region(task, shard, region)
+        index = read_index(shard, len(indices), where)
     except CorruptChunkError as exc:
         return ShardProblem(task.path, task.shard_key, str(exc))
-    if task.plan.path_taken == PATH_COPY:
-        grid = task.meta.chunk_grid
-        for i, idx in enumerate(inner_chunk_indices(task.plan, task.shard)):
-            if not all(a < g for a, g in zip(idx, grid, strict=True)):
-                continue
-            source = task.source.read(join_key(task.path, task.meta.chunk_key(idx)))
-            if source != raw[i]:
+    cache: dict[tuple[int, ...], np.ndarray | None] = {}
+    decoded_one = False
+    for i, idx in enumerate(indices):
+        lo = [j * c for j, c in zip(idx, plan.chunks, strict=True)]
+        if any(a >= n for a, n in zip(lo, plan.shape, strict=True)):
+            continue  # beyond the array: nothing to compare
+        hi = [min(a + c, n) for a, c, n in zip(lo, plan.chunks, plan.shape, strict=True)]
+        data = inner_chunk(shard, index, i)
+        if plan.path_taken == PATH_COPY:
+            source = task.source.read(join_key(task.path, meta.chunk_key(idx)))
+            if source != data:
                 return ShardProblem(
                     task.path,
                     task.shard_key,
                     f"inner chunk {list(idx)} differs from the source chunk's stored bytes",
                 )
-    equal_nan = expected.dtype.kind in "fc"
-    if not np.array_equal(expected, actual, equal_nan=equal_nan):
-        diff = int(np.count_nonzero(~_equal(expected, actual)))
-        return ShardProblem(task.path, task.shard_key, f"{diff} values differ from the input")
+            if data is None or decoded_one:
+                continue
+            decoded_one = True
+        expected = _expected_block(task, lo, hi, cache)
+        if data is None:
+            if expected is not None:
+                return ShardProblem(
+                    task.path, task.shard_key, f"inner chunk {list(idx)} is missing"
+                )
+            continue
+        try:
+            block = decode_inner(data, plan.codec, meta.numpy_dtype, plan.chunks)
+        except Exception as exc:
+            return ShardProblem(
+                task.path,
+                task.shard_key,
+                f"inner chunk {list(idx)} cannot be decoded ({type(exc).__name__}: {exc})",
+            )
+        actual = block[tuple(slice(0, b - a) for a, b in zip(lo, hi, strict=True))]
+        if expected is None:
+            expected = np.full(actual.shape, fill_as_scalar(meta), meta.numpy_dtype)
+        if not np.array_equal(expected, actual, equal_nan=expected.dtype.kind in "fc"):
+            differ = int(np.count_nonzero(~_equal(expected, actual)))
+            return ShardProblem(
+                task.path,
+                task.shard_key,
+                f"inner chunk {list(idx)}: {differ} values differ from the input",
+            )
     return None
 
 
