@@ -11,6 +11,7 @@ import logging
 import sys
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from typing import Any
 
 from ngff_resave import __version__
@@ -30,6 +31,7 @@ from ngff_resave.crate import (
     write_crate,
 )
 from ngff_resave.discover import Inventory, read_json
+from ngff_resave.engines.dask import add_dask_arguments, engine_from_args
 from ngff_resave.errors import InputError, ResaveError
 from ngff_resave.locations import LocationSpec, Store, open_store
 from ngff_resave.metadata.ome import migrate_attributes
@@ -41,6 +43,13 @@ from ngff_resave.planning import (
     parse_size,
 )
 from ngff_resave.report import RunReport, now_iso, write_json_atomically
+from ngff_resave.scripts import (
+    add_convert_array_parser,
+    add_script_arguments,
+    run_convert_array,
+    run_finalize,
+    write_scripts,
+)
 from ngff_resave.terms import format_lookup, lookup
 
 log = logging.getLogger("ngff_resave")
@@ -152,9 +161,15 @@ def build_parser() -> argparse.ArgumentParser:
         "implied by any --rocrate-* option",
     )
     add_crate_arguments(conv)
+    add_dask_arguments(conv)
+    add_script_arguments(conv)
     _add_location_args(conv, "input")
     _add_location_args(conv, "output")
     _common(conv)
+
+    add_convert_array_parser(sub)
+    _common(sub.choices["convert-array"])
+    _common(sub.choices["finalize"])
 
     crate_cmd = sub.add_parser(
         "crate",
@@ -299,7 +314,28 @@ def _run_convert(args: argparse.Namespace) -> int:
         max_memory=parse_size(args.max_memory) if args.max_memory else None,
         crate_writer=crate_writer,
     )
-    result = convert(options, _CliProgress(args.quiet))
+    dask_asked = any(
+        getattr(args, name, None) is not None
+        for name in ("dask_scheduler", "dask_workers", "slurm_jobs")
+    )
+    if args.output_script:
+        if args.output_write_details or dask_asked:
+            raise UsageError(
+                "--output-script cannot be combined with --output-write-details or Dask options"
+            )
+        scripts = write_scripts(options, args.script_tool, script_workers=args.workers)
+        print(
+            f"wrote {len(scripts.array_scripts)} array scripts; run "
+            f"{args.output.rstrip('/')}/{scripts.convert_all} (or use {scripts.array_list} "
+            "with a job array), which finalizes the output last",
+            file=sys.stderr,
+        )
+        return 0
+    engine, close = engine_from_args(args, args.workers)
+    try:
+        result = convert(replace(options, engine=engine), _CliProgress(args.quiet))
+    finally:
+        close()
     if args.report:
         write_json_atomically(args.report, result.report.to_json())
     if options.write_details:
@@ -391,6 +427,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _run_crate(args)
         if args.command == "lookup":
             return _run_lookup(args)
+        if args.command == "convert-array":
+            return run_convert_array(args)
+        if args.command == "finalize":
+            return run_finalize(args)
         raise UsageError(f"unknown command {args.command}")  # pragma: no cover
     except UsageError as exc:
         _error(str(exc))

@@ -133,7 +133,8 @@ def _prod(values: Sequence[int]) -> int:
     return n
 
 
-def _check_locations(source: Store, dest: Store) -> None:
+def check_locations(source: Store, dest: Store) -> None:
+    """Refuse an output that overlaps the input (the input is never modified)."""
     if isinstance(source, LocalStore) and isinstance(dest, LocalStore):
         src = os.path.realpath(source.root)
         out = os.path.realpath(dest.root)
@@ -144,7 +145,7 @@ def _check_locations(source: Store, dest: Store) -> None:
             )
 
 
-def _prepare_output(dest: Store, options: ConvertOptions, plan_doc: dict[str, Any]) -> bool:
+def prepare_output(dest: Store, options: ConvertOptions, plan_doc: dict[str, Any]) -> bool:
     """Check the output location; returns whether this run resumes an earlier one."""
     if dest.is_empty():
         if options.resume:
@@ -173,12 +174,19 @@ def _prepare_output(dest: Store, options: ConvertOptions, plan_doc: dict[str, An
     return True
 
 
-def _group_document(attrs: dict[str, Any]) -> bytes:
+def run_marker_document(details: dict[str, Any]) -> bytes:
+    """The run marker: the plan of the run in progress (a rerun resumes only the same plan)."""
+    return (json.dumps({"plan": details["arrays"]}, indent=1) + "\n").encode()
+
+
+def group_document(attrs: dict[str, Any]) -> bytes:
+    """The ``zarr.json`` of a converted group."""
     doc = {"zarr_format": 3, "node_type": "group", "attributes": attrs}
     return (json.dumps(doc, indent=2, allow_nan=False) + "\n").encode()
 
 
-def _array_document(node: ArrayNode, plan: ArrayPlan) -> bytes:
+def array_document(node: ArrayNode, plan: ArrayPlan) -> bytes:
+    """The ``zarr.json`` of a converted array (sharded as planned)."""
     doc = sharded_array_metadata(
         node.meta,
         chunks=plan.chunks,
@@ -234,8 +242,8 @@ def convert(options: ConvertOptions, progress: Progress | None = None) -> Conver
         return ConvertResult(report, plans, details)
 
     dest = open_store(options.output, for_writing=True)
-    _check_locations(source, dest)
-    resuming = _prepare_output(dest, options, details)
+    check_locations(source, dest)
+    resuming = prepare_output(dest, options, details)
     itemsize = {n.path: n.meta.itemsize for n in inventory.arrays}
     workers = effective_workers(options, plans, itemsize)
     report = RunReport(__version__, source.url, dest.url, started_at, workers)
@@ -247,9 +255,9 @@ def convert(options: ConvertOptions, progress: Progress | None = None) -> Conver
         )
         log.info("array %s: %s (%s)", plan.path or "/", plan.path_taken, plan.reason)
 
-    dest.write(RUN_MARKER, (json.dumps({"plan": details["arrays"]}, indent=1) + "\n").encode())
+    dest.write(RUN_MARKER, run_marker_document(details))
     for plan in plans:
-        dest.write(join_key(plan.path, "zarr.json"), _array_document(nodes[plan.path], plan))
+        dest.write(join_key(plan.path, "zarr.json"), array_document(nodes[plan.path], plan))
 
     templates = [
         CopyTask(source, dest, p.path, nodes[p.path].meta, p, (0,) * len(p.shape), resuming)
@@ -298,7 +306,7 @@ def convert(options: ConvertOptions, progress: Progress | None = None) -> Conver
         for group in reversed(inventory.groups):
             dest.write(
                 join_key(group.path, "zarr.json"),
-                _group_document(migrate_attributes(group.attrs, group.kind)),
+                group_document(migrate_attributes(group.attrs, group.kind)),
             )
             report.groups_written += 1
         report.peak_rss_bytes = sampler.peak

@@ -11,14 +11,13 @@ from __future__ import annotations
 
 import asyncio
 import json
-from typing import Any
-
-import zarr
-from zarr.core.buffer import default_buffer_prototype
-from zarr.storage import MemoryStore
+from typing import TYPE_CHECKING, Any
 
 from ngff_resave.errors import InputError
 from ngff_resave.locations import Store, join_key
+
+if TYPE_CHECKING:  # zarr is imported lazily: it costs a second at every CLI start
+    from zarr.storage import MemoryStore
 
 #: Largest array carried over this way (they are held in memory whole).
 MAX_GENERIC_BYTES = 2 * 1024**3
@@ -35,11 +34,15 @@ def is_generic_dtype(doc: Any) -> bool:
 
 
 async def _load(memory: MemoryStore, items: dict[str, bytes]) -> None:
+    from zarr.core.buffer import default_buffer_prototype
+
     for key, value in items.items():
         await memory.set(key, default_buffer_prototype().buffer.from_bytes(value))
 
 
 async def _dump(memory: MemoryStore) -> dict[str, bytes]:
+    from zarr.core.buffer import default_buffer_prototype
+
     out: dict[str, bytes] = {}
     async for key in memory.list():
         buf = await memory.get(key, prototype=default_buffer_prototype())
@@ -50,6 +53,9 @@ async def _dump(memory: MemoryStore) -> dict[str, bytes]:
 
 def copy_generic_array(source: Store, dest: Store, path: str) -> int:
     """Copy the v2 array at ``path`` to a v3 array at the same path; returns bytes read."""
+    import zarr
+    from zarr.storage import MemoryStore
+
     keys = [k for k in source.list_keys(path) if k.startswith(path + "/")]
     items: dict[str, bytes] = {}
     total = 0
