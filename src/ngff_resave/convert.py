@@ -279,16 +279,20 @@ def convert(options: ConvertOptions, progress: Progress | None = None) -> Conver
             report.record(outcome, sampler.take_window())
             progress.advance(outcome)
 
+        copy_start = time.monotonic()
         try:
             engine = options.engine or ThreadEngine(workers)
             engine.run(tasks(), on_done)
         finally:
             progress.close()
+        report.copy_seconds = time.monotonic() - copy_start
 
         report.verification = options.verify
         if options.verify != "none":
             progress.phase(f"verifying data ({options.verify})")
+            verify_start = time.monotonic()
             checked, problems = verify_data(templates, options.verify, workers)
+            report.verify_seconds = time.monotonic() - verify_start
             report.verified_shards = checked
             if problems:
                 more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""

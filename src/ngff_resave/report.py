@@ -103,6 +103,8 @@ class RunReport:
     arrays: dict[str, ArrayStats] = field(default_factory=dict)
     ended_at: str = ""
     wall_seconds: float = 0.0
+    copy_seconds: float = 0.0
+    verify_seconds: float = 0.0
     cpu_seconds: float = 0.0
     peak_rss_bytes: int = 0
     groups_written: int = 0
@@ -144,8 +146,11 @@ class RunReport:
             "bytes_written": sum(s.bytes_written for s in stats),
             "raw_bytes": raw,
             "wall_seconds": round(self.wall_seconds, 3),
+            "copy_seconds": round(self.copy_seconds, 3),
+            "verify_seconds": round(self.verify_seconds, 3),
             "cpu_seconds": round(self.cpu_seconds, 3),
             "throughput_mb_s": _rate(raw, self.wall_seconds),
+            "copy_throughput_mb_s": _rate(raw, self.copy_seconds),
             "peak_rss_bytes": self.peak_rss_bytes,
             "fast_path_arrays": sum(1 for s in stats if s.path_taken == "copy-chunks"),
             "reencoded_arrays": sum(1 for s in stats if s.path_taken != "copy-chunks"),
@@ -179,9 +184,10 @@ class RunReport:
             f"{t['reencoded_arrays']} re-encoded) and {self.groups_written} groups: "
             f"{t['shards_written']} shards{skipped}, {_human(t['raw_bytes'])} of pixels, "
             f"read {_human(t['bytes_read'])}, wrote {_human(t['bytes_written'])} in "
-            f"{t['wall_seconds']:.1f} s ({t['throughput_mb_s']} MB/s, "
-            f"{t['cpu_seconds']:.1f} CPU s, peak {_human(t['peak_rss_bytes'])} RSS); "
-            f"verification: {self.verification}"
+            f"{t['wall_seconds']:.1f} s (copy {t['copy_seconds']:.1f} s at "
+            f"{t['copy_throughput_mb_s']} MB/s, {t['cpu_seconds']:.1f} CPU s, peak "
+            f"{_human(t['peak_rss_bytes'])} RSS); verification: {self.verification}"
+            f"{f' ({self.verify_seconds:.1f} s)' if self.verification != 'none' else ''}"
         )
 
 
