@@ -8,6 +8,9 @@ import pytest
 
 from tests.support.samples import SHARED
 
+#: The S3 server fixtures (SeaweedFS and moto on 127.0.0.1), shared by every test module.
+pytest_plugins = ["tests.support.s3servers"]
+
 
 @pytest.fixture
 def tmp_input(tmp_path: Path) -> Path:

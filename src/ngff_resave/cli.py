@@ -81,6 +81,34 @@ def _location(args: argparse.Namespace, side: str, path: str) -> LocationSpec:
         endpoint=getattr(args, f"{side}_endpoint"),
         anon=getattr(args, f"{side}_anon"),
         region=getattr(args, f"{side}_region"),
+        max_in_flight=getattr(args, "requests_in_flight", 16),
+        retry_attempts=getattr(args, "retries", 8),
+        retry_delay=getattr(args, "retry_delay", 0.2),
+    )
+
+
+def _add_remote_tuning(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("object stores (S3, HTTP)")
+    group.add_argument(
+        "--requests-in-flight",
+        type=int,
+        default=16,
+        metavar="N",
+        help="concurrent object-store requests (default 16)",
+    )
+    group.add_argument(
+        "--retries",
+        type=int,
+        default=8,
+        metavar="N",
+        help="attempts per request on transient errors (default 8)",
+    )
+    group.add_argument(
+        "--retry-delay",
+        type=float,
+        default=0.2,
+        metavar="SECONDS",
+        help="first back-off delay, doubled per retry (default 0.2)",
     )
 
 
@@ -165,6 +193,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_script_arguments(conv)
     _add_location_args(conv, "input")
     _add_location_args(conv, "output")
+    _add_remote_tuning(conv)
     _common(conv)
 
     add_convert_array_parser(sub)
@@ -180,6 +209,7 @@ def build_parser() -> argparse.ArgumentParser:
     crate_cmd.add_argument("output", help="the 0.5 output (path, s3://bucket/prefix)")
     add_crate_arguments(crate_cmd)
     _add_location_args(crate_cmd, "output")
+    _add_remote_tuning(crate_cmd)
     _common(crate_cmd)
 
     look = sub.add_parser(
@@ -199,6 +229,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     val.add_argument("path", help="the 0.5 hierarchy (path, s3://bucket/prefix or URL)")
     _add_location_args(val, "input")
+    _add_remote_tuning(val)
     _common(val)
     return parser
 

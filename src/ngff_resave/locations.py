@@ -202,6 +202,11 @@ class LocationSpec:
     endpoint: str | None = None
     anon: bool = False
     region: str | None = None
+    #: Object-store requests in flight at once (remote stores only).
+    max_in_flight: int = 16
+    #: Attempts per request on transient errors, and the first back-off delay in seconds.
+    retry_attempts: int = 8
+    retry_delay: float = 0.2
 
 
 def open_store(spec: LocationSpec, *, for_writing: bool = False) -> Store:
@@ -213,7 +218,12 @@ def open_store(spec: LocationSpec, *, for_writing: bool = False) -> Store:
     if spec.bucket or spec.path.startswith(("s3://", "http://", "https://")):
         from ngff_resave import remote  # imported lazily: boto3 is only needed for remote data
 
-        return remote.open_remote_store(spec, for_writing=for_writing)
+        return remote.open_remote_store(
+            spec,
+            for_writing=for_writing,
+            max_in_flight=spec.max_in_flight,
+            retry=remote.RetryPolicy(attempts=spec.retry_attempts, base_delay=spec.retry_delay),
+        )
     path = os.path.abspath(os.path.expanduser(spec.path))
     if not for_writing and not os.path.exists(path):
         raise NodeNotFoundError(f"input {path} does not exist; check the path")
