@@ -213,3 +213,19 @@ def test_validate_reports_each_node(
     (out / "zarr.json").write_text(json.dumps(doc))
     assert main(["validate", str(out)]) == 1
     assert "FAILED" in capsys.readouterr().out
+
+
+def test_verify_command_finds_a_corrupt_shard(
+    image: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "out.zarr"
+    assert main(["convert", str(image), str(out), "-q"]) == 0
+    assert main(["verify", str(image), str(out)]) == 0
+    shard = next(p for p in sorted((out / "0" / "c").rglob("*")) if p.is_file())
+    data = bytearray(shard.read_bytes())
+    data[len(data) // 3] ^= 0x55
+    shard.write_bytes(bytes(data))
+    capsys.readouterr()
+    assert main(["verify", str(image), str(out)]) == 1
+    line = one_error_line(capsys.readouterr().err)
+    assert "array '0'" in line and shard.relative_to(out / "0").as_posix() in line

@@ -85,8 +85,11 @@ def decode_source_chunk(meta: V2Array, data: bytes, where: str) -> np.ndarray:
     """Decode one stored v2 chunk to a C-ordered array of the chunk shape.
 
     Corrupt or truncated bytes raise :class:`CorruptChunkError` naming ``where`` (the chunk
-    is never silently replaced with fill values).
+    is never silently replaced with fill values). The cheap header checks of
+    :func:`check_stored_chunk` run first: Blosc does not know the length of the buffer it
+    decodes, so a truncated Blosc chunk would otherwise decode to whatever follows it.
     """
+    check_stored_chunk(meta, data, where)
     try:
         raw: Any = data
         if meta.compressor is not None:

@@ -15,7 +15,7 @@ from dataclasses import replace
 from typing import Any
 
 from ngff_resave import __version__
-from ngff_resave.convert import ConvertOptions, Progress, convert
+from ngff_resave.convert import ConvertOptions, Progress, convert, default_workers
 from ngff_resave.copying import ShardOutcome
 from ngff_resave.crate import (
     CRATE_KEY,
@@ -32,7 +32,7 @@ from ngff_resave.crate import (
 )
 from ngff_resave.discover import Inventory, read_json
 from ngff_resave.engines.dask import add_dask_arguments, engine_from_args
-from ngff_resave.errors import InputError, ResaveError
+from ngff_resave.errors import InputError, ResaveError, VerificationError
 from ngff_resave.locations import LocationSpec, Store, open_store
 from ngff_resave.metadata.ome import migrate_attributes
 from ngff_resave.planning import (
@@ -51,6 +51,7 @@ from ngff_resave.scripts import (
     write_scripts,
 )
 from ngff_resave.terms import format_lookup, lookup
+from ngff_resave.verify import verify_output
 
 log = logging.getLogger("ngff_resave")
 
@@ -199,6 +200,22 @@ def build_parser() -> argparse.ArgumentParser:
     add_convert_array_parser(sub)
     _common(sub.choices["convert-array"])
     _common(sub.choices["finalize"])
+
+    ver = sub.add_parser(
+        "verify",
+        help="check an existing 0.5 output against its 0.4 input",
+        description="Check an existing output against its input: 0.5 metadata, every "
+        "zarr.json against what the input converts to, and the data of every shard (full) "
+        "or of a sample.",
+    )
+    ver.add_argument("input", help="the 0.4 input")
+    ver.add_argument("output", help="the 0.5 output")
+    ver.add_argument("--verify", choices=["sample", "full"], default="full", help="default: full")
+    ver.add_argument("--workers", type=int, default=0, help="concurrent shards (default: cores)")
+    _add_location_args(ver, "input")
+    _add_location_args(ver, "output")
+    _add_remote_tuning(ver)
+    _common(ver)
 
     crate_cmd = sub.add_parser(
         "crate",
@@ -394,6 +411,22 @@ def _run_validate(args: argparse.Namespace) -> int:
     return 1 if failed or crate_problems else 0
 
 
+def _run_verify(args: argparse.Namespace) -> int:
+    check = verify_output(
+        _location(args, "input", args.input),
+        _location(args, "output", args.output),
+        args.verify,
+        args.workers or default_workers(),
+    )
+    if check.problems:
+        more = f" (and {len(check.problems) - 1} more)" if len(check.problems) > 1 else ""
+        for problem in check.problems[1:]:
+            log.error("%s", problem)
+        raise VerificationError(f"verification failed: {check.problems[0]}{more}")
+    print(f"verified {check.checked_shards} shards: output equals input", file=sys.stderr)
+    return 0
+
+
 def _run_crate(args: argparse.Namespace) -> int:
     store = open_store(_location(args, "output", args.output))
     root = read_json(store, "zarr.json")
@@ -454,6 +487,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _run_convert(args)
         if args.command == "validate":
             return _run_validate(args)
+        if args.command == "verify":
+            return _run_verify(args)
         if args.command == "crate":
             return _run_crate(args)
         if args.command == "lookup":

@@ -11,6 +11,7 @@ written atomically, so "exists" means "done"). The marker is removed when the ru
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
 import os
@@ -147,6 +148,12 @@ def check_locations(source: Store, dest: Store) -> None:
 
 def prepare_output(dest: Store, options: ConvertOptions, plan_doc: dict[str, Any]) -> bool:
     """Check the output location; returns whether this run resumes an earlier one."""
+    if dest.can_list and not dest.exists(RUN_MARKER):
+        # A run killed while writing its marker leaves only temporary files: nothing written.
+        keys = list(itertools.islice(dest.list_keys(""), 1000))
+        if keys and all(k.endswith(TEMP_SUFFIX) for k in keys):
+            for key in keys:
+                dest.delete_prefix(key)
     if dest.is_empty():
         if options.resume:
             raise OutputExistsError(f"{dest.url}: nothing to resume (the output is empty)")

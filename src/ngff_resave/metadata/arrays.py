@@ -126,7 +126,7 @@ def parse_v2_array(doc: Any, where: str) -> V2Array:
     separator = doc.get("dimension_separator", ".") or "."
     if separator not in (".", "/"):
         raise InputError(f"{where}: dimension_separator must be '.' or '/', got {separator!r}")
-    return V2Array(
+    array = V2Array(
         shape=shape,
         chunks=chunks,
         dtype=dtype,
@@ -136,6 +136,18 @@ def parse_v2_array(doc: Any, where: str) -> V2Array:
         filters=tuple(filters_doc),
         separator=separator,
     )
+    try:  # a fill value the dtype cannot hold is reported here, with the file
+        v3_fill_value(array)
+        fill_as_scalar(array)
+    except InputError as exc:
+        raise InputError(f"{where}: {exc}") from exc
+    try:  # e.g. a blosc "clevel" of null: numcodecs accepts it, the v3 codec cannot
+        v3_equivalent_codec(array)
+    except (TypeError, ValueError, OverflowError) as exc:
+        raise InputError(
+            f"{where}: compressor {compressor!r} has an invalid parameter ({exc})"
+        ) from exc
+    return array
 
 
 def v3_data_type(dtype: np.dtype[Any]) -> str:
@@ -197,9 +209,12 @@ def fill_as_scalar(v2: V2Array) -> Any:
         if value not in table or dtype.kind not in "fc":
             raise InputError(f"fill_value {value!r} is not valid for dtype {v2.dtype}")
         return dtype.type(table[value])
-    if isinstance(value, list) and dtype.kind == "c" and len(value) == 2:
-        return dtype.type(complex(float(value[0]), float(value[1])))
     try:
+        if isinstance(value, list) and dtype.kind == "c" and len(value) == 2:
+            return dtype.type(complex(float(value[0]), float(value[1])))
+        if not isinstance(value, (bool, int, float)):
+            # dtype.type() of a list builds an array, not a scalar: not a fill value.
+            raise TypeError(type(value).__name__)
         return dtype.type(value)
     except (TypeError, ValueError, OverflowError) as exc:
         raise InputError(f"fill_value {value!r} is not valid for dtype {v2.dtype}") from exc

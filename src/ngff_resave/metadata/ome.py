@@ -143,6 +143,12 @@ def axes_of(attrs: Mapping[str, Any], where: str) -> list[dict[str, Any]]:
             f"{where}: axes must be objects with a 'name' (strings are OME-Zarr 0.3; "
             "upgrade to 0.4 first)"
         )
+    if not 2 <= len(axes) <= 5:
+        # Spec 0.4 and 0.5: "The length of axes MUST be between 2 and 5"; refusing here
+        # beats writing a whole output that then fails validation.
+        raise InputError(
+            f"{where}: multiscales[0] has {len(axes)} axes; OME-Zarr images have 2 to 5"
+        )
     return list(axes)
 
 

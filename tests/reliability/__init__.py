@@ -1,0 +1,1 @@
+"""The reliability suite: hostile inputs, corruption detection, kill/resume, properties, fuzz."""
