@@ -7,8 +7,11 @@ release the GIL, so worker threads encode in parallel.
 from __future__ import annotations
 
 import json
+import os
 import threading
-from collections.abc import Mapping
+from collections import deque
+from collections.abc import Iterator, Mapping
+from concurrent.futures import Future, ThreadPoolExecutor
 from functools import lru_cache
 from typing import Any, Literal
 
@@ -160,6 +163,48 @@ def encode_inner(array: np.ndarray, codec: Mapping[str, Any] | None) -> bytes:
     if codec is None:
         return contiguous.tobytes()
     return bytes(v3_codec(codec).encode(contiguous))
+
+
+_pool: ThreadPoolExecutor | None = None
+_pool_pid = 0
+
+
+def codec_pool() -> ThreadPoolExecutor:
+    """One thread per core, shared by every task of this process, for encoding chunks.
+
+    A shard is one task, and a run may have fewer shards in flight than cores (a 256 MiB
+    shard of a 2 GB array): encoding its inner chunks on this pool keeps every core busy.
+    numcodecs releases the GIL while it compresses. Recreated after a fork (Dask workers).
+    """
+    global _pool, _pool_pid
+    if _pool is None or _pool_pid != os.getpid():
+        workers = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 2
+        _pool = ThreadPoolExecutor(max(1, workers), thread_name_prefix="ngff-resave-codec")
+        _pool_pid = os.getpid()
+    return _pool
+
+
+def encode_blocks(
+    blocks: Iterator[np.ndarray | None], codec: Mapping[str, Any] | None
+) -> list[bytes | None]:
+    """Encode inner chunks in parallel on :func:`codec_pool`, in order.
+
+    At most two blocks per pool thread wait to be encoded, so memory stays bounded while the
+    caller assembles the next ones.
+    """
+    pool = codec_pool()
+    window = 2 * (pool._max_workers or 1)
+    out: list[bytes | None] = []
+    pending: deque[Future[bytes] | None] = deque()
+    for block in blocks:
+        pending.append(None if block is None else pool.submit(encode_inner, block, codec))
+        while len(pending) >= window:
+            head = pending.popleft()
+            out.append(None if head is None else head.result())
+    while pending:
+        head = pending.popleft()
+        out.append(None if head is None else head.result())
+    return out
 
 
 def decode_inner(

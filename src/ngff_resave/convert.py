@@ -36,7 +36,15 @@ from ngff_resave.errors import (
     VerificationError,
 )
 from ngff_resave.generic import copy_generic_array
-from ngff_resave.locations import TEMP_SUFFIX, LocalStore, LocationSpec, Store, join_key, open_store
+from ngff_resave.locations import (
+    TEMP_SUFFIX,
+    LocalStore,
+    LocationSpec,
+    Store,
+    join_key,
+    open_store,
+    remove_temporaries,
+)
 from ngff_resave.metadata.arrays import sharded_array_metadata
 from ngff_resave.metadata.ome import migrate_attributes
 from ngff_resave.planning import (
@@ -173,10 +181,7 @@ def prepare_output(dest: Store, options: ConvertOptions, plan_doc: dict[str, Any
             f"{dest.url}: holds an interrupted run with a different plan (chunks, shards or "
             "codec); rerun with the same options to resume, or pass --output-overwrite"
         )
-    if dest.can_list and isinstance(dest, LocalStore):
-        for key in list(dest.list_keys("")):
-            if key.endswith(TEMP_SUFFIX):
-                dest.delete_prefix(key)
+    remove_temporaries(dest)
     log.info("resuming the interrupted run in %s", dest.url)
     return True
 
@@ -293,6 +298,9 @@ def convert(options: ConvertOptions, progress: Progress | None = None) -> Conver
         finally:
             progress.close()
         report.copy_seconds = time.monotonic() - copy_start
+        if options.engine is not None:
+            # A distributed worker killed mid-write leaves a temporary file; its task reran.
+            remove_temporaries(dest)
 
         report.verification = options.verify
         if options.verify != "none":

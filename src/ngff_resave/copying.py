@@ -24,7 +24,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ngff_resave.chunkcodecs import check_stored_chunk, decode_source_chunk, encode_inner
+from ngff_resave.chunkcodecs import check_stored_chunk, decode_source_chunk, encode_blocks
 from ngff_resave.locations import Store, join_key
 from ngff_resave.metadata.arrays import V2Array, fill_as_scalar, v3_chunk_key
 from ngff_resave.planning import PATH_COPY, ArrayPlan
@@ -184,32 +184,34 @@ def _reencode(task: CopyTask) -> tuple[list[bytes | None], int]:
         zip(order, task.source.read_many([_source_key(task, s) for s in order]), strict=True)
     )
     bytes_read = sum(len(b) for b in stored.values() if b is not None)
-    decoded: dict[tuple[int, ...], np.ndarray] = {}
-    fill = fill_as_scalar(meta)
-    dtype = meta.numpy_dtype
-    chunks: list[bytes | None] = []
-    for idx, needed in zip(indices, needs, strict=True):
-        if needed is None or all(stored[s] is None for s in needed):
-            chunks.append(None)
-            for src in needed or []:
+
+    def blocks() -> Iterator[np.ndarray | None]:
+        """The shard's inner chunks, assembled from decoded source chunks (None: not stored)."""
+        decoded: dict[tuple[int, ...], np.ndarray] = {}
+        fill = fill_as_scalar(meta)
+        for idx, needed in zip(indices, needs, strict=True):
+            if needed is None or all(stored[s] is None for s in needed):
+                for src in needed or []:
+                    refcount[src] -= 1
+                yield None
+                continue
+            lo = [i * c for i, c in zip(idx, plan.chunks, strict=True)]
+            hi = [min(a + c, n) for a, c, n in zip(lo, plan.chunks, plan.shape, strict=True)]
+            block = np.full(plan.chunks, fill, dtype=meta.numpy_dtype)
+            for src in needed:
+                data = stored[src]
+                if data is not None:
+                    if src not in decoded:
+                        decoded[src] = decode_source_chunk(
+                            meta, data, task.source.describe(_source_key(task, src))
+                        )
+                    dst_sl, src_sl = _overlap(lo, hi, src, meta.chunks)
+                    block[dst_sl] = decoded[src][src_sl]
                 refcount[src] -= 1
-            continue
-        lo = [i * c for i, c in zip(idx, plan.chunks, strict=True)]
-        hi = [min(a + c, n) for a, c, n in zip(lo, plan.chunks, plan.shape, strict=True)]
-        block = np.full(plan.chunks, fill, dtype=dtype)
-        for src in needed:
-            data = stored[src]
-            if data is not None:
-                if src not in decoded:
-                    decoded[src] = decode_source_chunk(
-                        meta, data, task.source.describe(_source_key(task, src))
-                    )
-                dst_sl, src_sl = _overlap(lo, hi, src, meta.chunks)
-                block[dst_sl] = decoded[src][src_sl]
-            refcount[src] -= 1
-            if refcount[src] == 0:
-                # Nothing else in this shard needs it: free the memory now.
-                decoded.pop(src, None)
-                stored[src] = None if data is None else b""
-        chunks.append(encode_inner(block, plan.codec))
-    return chunks, bytes_read
+                if refcount[src] == 0:
+                    # Nothing else in this shard needs it: free the memory now.
+                    decoded.pop(src, None)
+                    stored[src] = None if data is None else b""
+            yield block
+
+    return encode_blocks(blocks(), plan.codec), bytes_read

@@ -49,6 +49,21 @@ def check_key(key: str) -> str:
     return key
 
 
+def remove_temporaries(store: Store, prefix: str = "") -> int:
+    """Delete the temporary files that interrupted atomic writes left under ``prefix``.
+
+    Only local stores write temporary files (an S3 PUT is atomic by itself). A writer killed
+    mid-write (a crash, a killed Dask worker) leaves one; it is never mistaken for a shard.
+    Returns how many were removed.
+    """
+    if not isinstance(store, LocalStore):
+        return 0
+    leftovers = [k for k in store.list_keys(prefix) if k.endswith(TEMP_SUFFIX)]
+    for key in leftovers:
+        store.delete_prefix(key)
+    return len(leftovers)
+
+
 def join_key(*parts: str) -> str:
     """Join key parts with ``/``, skipping empty ones."""
     return "/".join(p.strip("/") for p in parts if p and p.strip("/"))

@@ -62,12 +62,12 @@ from ngff_resave.discover import ArrayNode, read_json
 from ngff_resave.engines.local import ThreadEngine
 from ngff_resave.errors import InputError, OutputExistsError, PlanError, VerificationError
 from ngff_resave.locations import (
-    TEMP_SUFFIX,
     LocalStore,
     LocationSpec,
     Store,
     join_key,
     open_store,
+    remove_temporaries,
 )
 from ngff_resave.metadata.arrays import parse_v2_array, v3_data_type
 from ngff_resave.planning import ArrayPlan, details_document
@@ -467,13 +467,6 @@ def plan_from_details(document: Any, path: str, where: str) -> ArrayPlan:
     raise PlanError(f"{where}: no array '{path}' in the plan (it lists {listed})")
 
 
-def _clean_temporaries(dest: Store, prefix: str) -> None:
-    if isinstance(dest, LocalStore):
-        for key in list(dest.list_keys(prefix)):
-            if key.endswith(TEMP_SUFFIX):
-                dest.delete_prefix(key)
-
-
 @dataclass
 class ArrayRun:
     """What :func:`convert_array` did."""
@@ -520,7 +513,7 @@ def convert_array(
         raise OutputExistsError(
             f"{dest.url}: holds no run in progress (already finalized?); nothing to convert"
         )
-    _clean_temporaries(dest, plan.path)
+    remove_temporaries(dest, plan.path)
     run = ArrayRun(plan.path)
     workers = workers or default_workers()
     template = CopyTask(source, dest, plan.path, meta, plan, (0,) * len(plan.shape), True)
