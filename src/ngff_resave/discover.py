@@ -118,6 +118,15 @@ def _read_object(store: Store, key: str) -> dict[str, Any] | None:
     return doc
 
 
+#: The 0.4 attribute that makes a group of each kind, for messages.
+_KIND_KEYS: dict[str, str] = {
+    "image": "multiscales",
+    "label-image": "multiscales",
+    "well": "'well'",
+    "plate": "'plate'",
+}
+
+
 class _Walker:
     def __init__(self, store: Store) -> None:
         self.store = store
@@ -241,14 +250,7 @@ class _Walker:
             raise InputError(f"{where}: 'labels' must be a list of strings")
         for name in names:
             full = self._check_path(name, path, "label path")
-            label_attrs = self._require_group(full, f"label image '{name}'")
-            kind = detect_kind(label_attrs)
-            if kind not in ("image", "label-image"):
-                raise InputError(
-                    f"{self.store.describe(join_key(full, '.zattrs'))}: label '{name}' has no "
-                    "multiscales; it is not an image"
-                )
-            self.visit(full, kind, label_attrs)
+            self._visit_listed(full, f"label image '{name}'", ("image", "label-image"))
 
     def _plate(self, path: str, attrs: dict[str, Any], where: str) -> None:
         plate = attrs.get("plate")
@@ -273,13 +275,7 @@ class _Walker:
             if row not in self.seen:
                 row_attrs = self._require_group(row, f"plate row '{parts[0]}'")
                 self._add_group(row, "plate-row", row_attrs)
-            well_attrs = self._require_group(full, f"well '{well_path}'")
-            if detect_kind(well_attrs) != "well":
-                raise InputError(
-                    f"{self.store.describe(join_key(full, '.zattrs'))}: well '{well_path}' "
-                    "has no 'well' metadata"
-                )
-            self.visit(full, "well", well_attrs)
+            self._visit_listed(full, f"well '{well_path}'", ("well",))
         for row in sorted({w.split("/")[0] for w in seen_wells}):
             self._rest(join_key(path, row))
 
@@ -293,13 +289,7 @@ class _Walker:
             if not isinstance(image_path, str):
                 raise InputError(f"{where}: well.images[{i}].path must be a string")
             full = self._check_path(image_path, path, "field path")
-            image_attrs = self._require_group(full, f"field '{image_path}'")
-            if detect_kind(image_attrs) != "image":
-                raise InputError(
-                    f"{self.store.describe(join_key(full, '.zattrs'))}: field '{image_path}' "
-                    "has no multiscales"
-                )
-            self.visit(full, "image", image_attrs)
+            self._visit_listed(full, f"field '{image_path}'", ("image",))
 
     def _bioformats2raw(self, path: str, where: str) -> None:
         ome = join_key(path, "OME")
@@ -340,14 +330,20 @@ class _Walker:
             self._add_group(ome, "ome-series", ome_attrs)
         for name in series:
             full = self._check_path(name, path, "series path")
-            series_attrs = self._require_group(full, f"series '{name}'")
-            kind = detect_kind(series_attrs)
-            if kind not in ("image", "plate"):
-                raise InputError(
-                    f"{self.store.describe(join_key(full, '.zattrs'))}: series '{name}' is "
-                    "neither an image nor a plate"
-                )
-            self.visit(full, kind, series_attrs)
+            self._visit_listed(full, f"series '{name}'", ("image", "plate"))
+
+    def _visit_listed(self, path: str, what: str, allowed: tuple[NodeKind, ...]) -> None:
+        """Visit a group the parent's metadata lists; it must exist and be of an allowed kind."""
+        attrs = self._require_group(path, what)
+        kind = detect_kind(attrs)
+        if kind not in allowed:
+            expected = " or ".join(k.replace("-", " ") for k in allowed)
+            raise InputError(
+                f"{self.store.describe(join_key(path, '.zattrs'))}: {what} is not a {expected} "
+                f"(its .zattrs has no {_KIND_KEYS[allowed[0]]} metadata); fix the metadata "
+                "that lists it"
+            )
+        self.visit(path, kind, attrs)
 
     def _refuse_escaping_symlinks(self, path: str) -> None:
         """A symlinked child directory that leaves the input is an error, not a silent skip.
