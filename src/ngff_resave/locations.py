@@ -20,7 +20,7 @@ import os
 import shutil
 import tempfile
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol, runtime_checkable
@@ -117,6 +117,23 @@ class Store(Protocol):
 
     def is_empty(self) -> bool:
         """Whether the location holds nothing at all (a missing location is empty)."""
+        ...
+
+
+@runtime_checkable
+class StreamingWriteStore(Protocol):
+    """A store that can upload an object while its bytes are still being produced.
+
+    Object stores write a large shard in parts (S3 multipart upload) as the source chunks
+    arrive, instead of after all of them: reading and writing one shard then overlap. The
+    object still appears whole or not at all (S3 shows it only on completion).
+    """
+
+    def write_parts(self, key: str, parts: Iterable[bytes]) -> int:
+        """Store the concatenation of ``parts`` at ``key`` atomically; returns its size.
+
+        Nothing is written when ``parts`` yields no bytes at all.
+        """
         ...
 
 

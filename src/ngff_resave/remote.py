@@ -25,12 +25,13 @@ drop sub-groups); callers walk HTTP inputs from their metadata alone.
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 import random
 import threading
 import time
-from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import quote, urlsplit
@@ -57,6 +58,7 @@ if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
 
 T = TypeVar("T")
+log = logging.getLogger("ngff_resave")
 
 #: How many requests one process keeps in flight for :meth:`read_many` by default.
 DEFAULT_MAX_IN_FLIGHT = 16
@@ -93,6 +95,10 @@ _CREDENTIAL_ENV = (
     "AWS_DEFAULT_REGION",
     "AWS_REGION",
 )
+#: Part size of a streamed (multipart) shard upload; S3 wants >= 5 MiB for all but the last.
+MULTIPART_PART_BYTES = 8 * 1024 * 1024
+#: Parts of one streamed upload in flight at once (memory: this many parts, per shard task).
+MULTIPART_IN_FLIGHT = 4
 #: DeleteObjects accepts at most this many keys per request (tests make it small).
 _DELETE_BATCH = 1000
 #: Keys per ListObjectsV2 page (1000 is the S3 maximum; tests make it small).
@@ -438,6 +444,86 @@ class S3Store:
             key,
             lambda: self._client().put_object(Bucket=self.bucket, Key=full, Body=data),
         )
+
+    def write_parts(self, key: str, parts: Iterable[bytes]) -> int:
+        """Write the concatenation of ``parts`` at ``key``, uploading while they arrive.
+
+        Bytes are gathered into parts of :data:`MULTIPART_PART_BYTES` uploaded in the
+        background (at most :data:`MULTIPART_IN_FLIGHT` at once) while ``parts`` is still
+        producing, so fetching a shard's chunks and uploading the shard overlap. S3 shows a
+        multipart object only once it is completed: readers see all of it or nothing; on any
+        failure the upload is aborted. Less than one part is written with a single PutObject.
+        """
+        if self.anon:
+            self.write(key, b"")  # raises the read-only error
+        full = self._full(key)
+        client = self._client
+        buffer: list[bytes] = []
+        buffered = 0
+        total = 0
+        upload_id: str | None = None
+        futures: list[Future[dict[str, Any]]] = []
+        pool = ThreadPoolExecutor(MULTIPART_IN_FLIGHT, thread_name_prefix="ngff-resave-part")
+
+        def start() -> str:
+            return str(client().create_multipart_upload(Bucket=self.bucket, Key=full)["UploadId"])
+
+        def send(uid: str, number: int, body: bytes) -> dict[str, Any]:
+            def upload() -> dict[str, Any]:
+                response = client().upload_part(
+                    Bucket=self.bucket, Key=full, UploadId=uid, PartNumber=number, Body=body
+                )
+                return {"PartNumber": number, "ETag": response["ETag"]}
+
+            return self._call("write", key, upload)
+
+        try:
+            for piece in parts:
+                buffer.append(piece)
+                buffered += len(piece)
+                total += len(piece)
+                if buffered < MULTIPART_PART_BYTES:
+                    continue
+                if upload_id is None:
+                    upload_id = self._call("write", key, start)
+                futures.append(pool.submit(send, upload_id, len(futures) + 1, b"".join(buffer)))
+                buffer, buffered = [], 0
+                # Bound the memory held by parts not yet uploaded; fail early on an error.
+                while len(running := [f for f in futures if not f.done()]) >= MULTIPART_IN_FLIGHT:
+                    wait(running, return_when=FIRST_COMPLETED)
+                for future in futures:
+                    if future.done() and future.exception() is not None:
+                        future.result()
+            if upload_id is None:
+                if total:
+                    self.write(key, b"".join(buffer))
+                return total
+            if buffer:
+                futures.append(pool.submit(send, upload_id, len(futures) + 1, b"".join(buffer)))
+            done: list[Any] = [f.result() for f in futures]
+            uid = upload_id
+            self._call(
+                "write",
+                key,
+                lambda: client().complete_multipart_upload(
+                    Bucket=self.bucket, Key=full, UploadId=uid, MultipartUpload={"Parts": done}
+                ),
+            )
+            return total
+        except BaseException:
+            pool.shutdown(wait=True, cancel_futures=True)  # no part may land after the abort
+            if upload_id is not None:
+                self._abort(full, upload_id)
+            raise
+        finally:
+            pool.shutdown(wait=True)
+
+    def _abort(self, full: str, upload_id: str) -> None:
+        """Best effort: drop the parts of a failed upload (the original error matters more)."""
+        try:
+            self._client().abort_multipart_upload(Bucket=self.bucket, Key=full, UploadId=upload_id)
+        except Exception:  # the endpoint may be the very thing that failed
+            log.debug("could not abort the multipart upload of s3://%s/%s", self.bucket, full)
 
     def exists(self, key: str) -> bool:
         full = self._full(key)
