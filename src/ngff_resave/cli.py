@@ -17,19 +17,7 @@ from typing import Any
 from ngff_resave import __version__
 from ngff_resave.convert import ConvertOptions, Progress, convert, default_workers
 from ngff_resave.copying import ShardOutcome
-from ngff_resave.crate import (
-    CRATE_KEY,
-    CrateOptions,
-    Provenance,
-    add_crate_arguments,
-    build_crate,
-    check_crate,
-    check_options,
-    crate_options_from_args,
-    default_name,
-    update_crate,
-    write_crate,
-)
+from ngff_resave.crateoptions import CrateOptions, add_crate_arguments, crate_options_from_args
 from ngff_resave.discover import Inventory, read_json
 from ngff_resave.engines.dask import add_dask_arguments, engine_from_args
 from ngff_resave.errors import InputError, ResaveError, VerificationError
@@ -304,6 +292,8 @@ def _crate_writer(
     args: argparse.Namespace, options: CrateOptions
 ) -> Callable[[Store, RunReport, Inventory], None]:
     def write(dest: Store, report: RunReport, inventory: Inventory) -> None:
+        from ngff_resave.crate import Provenance, build_crate, default_name, write_crate
+
         root = inventory.groups[0]
         ome = migrate_attributes(root.attrs, root.kind).get("ome", {})
         totals = report.totals()
@@ -347,6 +337,8 @@ def _run_convert(args: argparse.Namespace) -> int:
     crate_options = crate_options_from_args(args)
     crate_writer = None
     if _crate_requested(args, crate_options) and not args.output_write_details:
+        from ngff_resave.crate import check_options
+
         check_options(crate_options)  # unknown terms or no license: fail before copying
         crate_writer = _crate_writer(args, crate_options)
     options = ConvertOptions(
@@ -394,6 +386,7 @@ def _run_convert(args: argparse.Namespace) -> int:
 
 
 def _run_validate(args: argparse.Namespace) -> int:
+    from ngff_resave.crate import CRATE_KEY, check_crate
     from ngff_resave.validate import format_results, validate_hierarchy
 
     store = open_store(_location(args, "input", args.path))
@@ -428,6 +421,8 @@ def _run_verify(args: argparse.Namespace) -> int:
 
 
 def _run_crate(args: argparse.Namespace) -> int:
+    from ngff_resave.crate import CRATE_KEY, default_name, update_crate
+
     store = open_store(_location(args, "output", args.output))
     root = read_json(store, "zarr.json")
     if not isinstance(root, dict):

@@ -21,7 +21,6 @@ is stable.
 
 from __future__ import annotations
 
-import argparse
 import copy
 import json
 import math
@@ -38,6 +37,15 @@ from rocrate.model.contextentity import ContextEntity
 from rocrate.model.entity import Entity
 from rocrate.rocrate import ROCrate
 
+from ngff_resave.crateoptions import (  # re-exported: the crate API in one place
+    CrateOptions as CrateOptions,
+)
+from ngff_resave.crateoptions import (
+    add_crate_arguments as add_crate_arguments,
+)
+from ngff_resave.crateoptions import (
+    crate_options_from_args as crate_options_from_args,
+)
 from ngff_resave.errors import ResaveError
 from ngff_resave.locations import Store
 from ngff_resave.terms import Term, resolve_modality, resolve_organism
@@ -94,17 +102,6 @@ _SCHEMES = frozenset({"urn", "mailto", "doi", "arcp", "file", "data", "tag"})
 
 class CrateError(ResaveError, ValueError):
     """The RO-Crate options or an existing ``ro-crate-metadata.json`` are invalid."""
-
-
-@dataclass(frozen=True)
-class CrateOptions:
-    """What the user said about the dataset (``--rocrate-*``); ``None`` means "not given"."""
-
-    license: str | None = None
-    organism: str | None = None
-    modality: str | None = None
-    name: str | None = None
-    description: str | None = None
 
 
 @dataclass(frozen=True)
@@ -646,47 +643,3 @@ def check_crate(store: Store) -> list[str]:
             problems.append(f"the rocrate library cannot read it: {exc}")
     problems.extend(f"rocrate library warning: {warning.message}" for warning in caught)
     return [f"{where}: {problem}" for problem in dict.fromkeys(problems)]
-
-
-# --- command line helpers (wired in by cli.py) ------------------------------------------------
-
-
-def add_crate_arguments(parser: argparse.ArgumentParser) -> None:
-    """The ``--rocrate-*`` options shared by ``convert`` and ``crate``."""
-    group = parser.add_argument_group("RO-Crate metadata")
-    group.add_argument(
-        "--rocrate-license",
-        metavar="LICENSE",
-        help="CC-BY-4.0, CC0-1.0 (or another CC 4.0 SPDX id) or a license URL; required "
-        "when a crate is written",
-    )
-    group.add_argument(
-        "--rocrate-organism",
-        metavar="TEXT",
-        help='NCBI taxon id (NCBI:txid9606) or name ("Homo sapiens", human)',
-    )
-    group.add_argument(
-        "--rocrate-modality",
-        metavar="TEXT",
-        help='FBbi id (obo:FBbi_00000369) or name ("confocal microscopy", "light sheet")',
-    )
-    group.add_argument(
-        "--rocrate-name", metavar="TEXT", help="dataset name (default: the image/plate name)"
-    )
-    group.add_argument("--rocrate-description", metavar="TEXT", help="dataset description")
-
-
-def crate_options_from_args(args: argparse.Namespace) -> CrateOptions:
-    """:class:`CrateOptions` from parsed ``--rocrate-*`` options (blank values count as absent)."""
-
-    def given(name: str) -> str | None:
-        value = getattr(args, name, None)
-        return value.strip() or None if isinstance(value, str) else None
-
-    return CrateOptions(
-        license=given("rocrate_license"),
-        organism=given("rocrate_organism"),
-        modality=given("rocrate_modality"),
-        name=given("rocrate_name"),
-        description=given("rocrate_description"),
-    )

@@ -434,4 +434,9 @@ def discover(store: Store) -> Inventory:
         )
     walker.inventory.root_kind = kind
     walker.visit("", kind, attrs)
+    if not store.can_list:
+        walker.inventory.warnings.append(
+            f"{store.url}: cannot be listed (plain HTTP); only the nodes the OME metadata names "
+            "were converted, other groups (e.g. tables/) could not be found"
+        )
     return walker.inventory
