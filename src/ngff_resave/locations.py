@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol, runtime_checkable
 
-from ngff_resave.errors import NodeNotFoundError, StorageError, UnsafePathError
+from ngff_resave.errors import NodeNotFoundError, ResaveError, StorageError, UnsafePathError
 
 #: Suffix of the temporary files a local atomic write uses; leftovers are cleaned on resume.
 TEMP_SUFFIX = ".ngff-resave-tmp"
@@ -174,17 +174,35 @@ class LocalStore:
         return [self.read(k) for k in keys]
 
     def write(self, key: str, data: bytes) -> None:
+        self.write_parts(key, [data])
+
+    def write_parts(self, key: str, parts: Iterable[bytes]) -> int:
+        """Write the concatenation of ``parts`` atomically, part by part (no joined copy).
+
+        A unique temporary name in the same directory, then an atomic rename: a crash leaves
+        either the old object or the whole new one (plus a temporary file that resume
+        removes). Nothing is written when ``parts`` yields no bytes at all.
+        """
         path = self._path(key)
+        tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:12]}{TEMP_SUFFIX}")
+        size = 0
+        wrote_any = False
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
-            # A unique temporary name in the same directory, then an atomic rename: a crash
-            # leaves either the old object or the whole new one (plus a temp file resume cleans).
-            tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:12]}{TEMP_SUFFIX}")
             with open(tmp, "wb") as fh:
-                fh.write(data)
+                for part in parts:
+                    wrote_any = True
+                    size += fh.write(part)
+            if not wrote_any:
+                tmp.unlink()
+                return 0
             os.replace(tmp, path)
-        except OSError as exc:
-            raise StorageError(f"cannot write {path}: {exc.strerror or exc}") from exc
+        except BaseException as exc:
+            tmp.unlink(missing_ok=True)  # a failing producer (e.g. a corrupt chunk) or disk
+            if isinstance(exc, OSError) and not isinstance(exc, ResaveError):
+                raise StorageError(f"cannot write {path}: {exc.strerror or exc}") from exc
+            raise
+        return size
 
     def exists(self, key: str) -> bool:
         return self._path(key).is_file()

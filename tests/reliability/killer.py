@@ -21,6 +21,7 @@ import signal
 import sys
 import threading
 import uuid
+from collections.abc import Iterable
 from pathlib import Path
 
 from ngff_resave.cli import main as cli_main
@@ -32,12 +33,16 @@ def _die() -> None:
 
 
 def install(kill_at: int, phase: str) -> list[str]:
-    """Wrap ``LocalStore.write``; returns the list of keys written so far (in order)."""
-    original = LocalStore.write
+    """Wrap ``LocalStore.write_parts`` (every local write goes through it); returns the list
+    of keys written so far (in order)."""
+    original = LocalStore.write_parts
     keys: list[str] = []
     lock = threading.Lock()
 
-    def write(self: LocalStore, key: str, data: bytes) -> None:
+    def write_parts(self: LocalStore, key: str, parts: Iterable[bytes]) -> int:
+        data = b"".join(parts)
+        if not data and not isinstance(parts, list):
+            return 0  # an all-empty shard: nothing is written, not a write
         with lock:
             keys.append(key)
             n = len(keys)
@@ -49,11 +54,12 @@ def install(kill_at: int, phase: str) -> list[str]:
             tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:12]}{TEMP_SUFFIX}")
             tmp.write_bytes(data[: len(data) // 2])
             _die()
-        original(self, key, data)
+        size = original(self, key, [data])
         if n == kill_at and phase == "after":
             _die()
+        return size
 
-    LocalStore.write = write  # type: ignore[method-assign]
+    LocalStore.write_parts = write_parts  # type: ignore[method-assign]
     return keys
 
 

@@ -1,12 +1,12 @@
 """Kill the CLI with SIGKILL at many moments, rerun the same command, get the same bytes.
 
 The CLI runs as a subprocess (``python -m tests.reliability.killer``, which wraps
-``LocalStore.write`` to SIGKILL the process at the N-th write: before it, with a torn temporary
-file, or right after it). Kill points are chosen from the write sequence of an uninterrupted
-run: the run marker, array metadata, the first/middle/last shards, the boundary between two
-arrays, the OME-XML copy, the group metadata and the root ``zarr.json`` (after which only the
-run marker's removal is left). Two more rounds kill from outside, when the N-th shard file
-appears, and one round kills twice before resuming.
+``LocalStore.write_parts`` to SIGKILL the process at the N-th write: before it, with a torn
+temporary file, or right after it). Kill points are chosen from the write sequence of an
+uninterrupted run: the run marker, array metadata, the first/middle/last shards, the boundary
+between two arrays, the OME-XML copy, the group metadata and the root ``zarr.json`` (after
+which only the run marker's removal is left). Two more rounds kill from outside, when the N-th
+shard file appears, and one round kills twice before resuming.
 
 After each kill the *same command* is run again (in-process ``main``) and the output must equal
 the uninterrupted conversion file for file, byte for byte (``zarr.json``, shards,
