@@ -129,31 +129,40 @@ def check_stored_chunk(meta: V2Array, data: bytes, where: str) -> None:
     uncompressed size in the trailer, and raw chunks have a fixed size: a truncated or
     mangled chunk is caught here with its key instead of being copied as is.
     """
+    check_stored_edges(meta, len(data), data[:16], data[-4:], where)
+
+
+def check_stored_edges(meta: V2Array, size: int, head: bytes, tail: bytes, where: str) -> None:
+    """:func:`check_stored_chunk` from a chunk's size, first 16 and last 4 bytes only.
+
+    That is all the check reads, so a chunk copied file to file by the kernel is checked
+    without bringing its bytes into Python.
+    """
     expected = chunk_nbytes(meta)
     comp = meta.compressor
     if comp is None:
-        if len(data) != expected:
+        if size != expected:
             raise CorruptChunkError(
-                f"{where}: uncompressed chunk is {len(data)} bytes, expected {expected}"
+                f"{where}: uncompressed chunk is {size} bytes, expected {expected}"
             )
         return
     cid = comp["id"]
     if cid == "blosc":
-        if len(data) < 16:
-            raise CorruptChunkError(f"{where}: blosc chunk is truncated ({len(data)} bytes)")
-        nbytes = int.from_bytes(data[4:8], "little")
-        cbytes = int.from_bytes(data[12:16], "little")
-        if cbytes != len(data) or nbytes != expected:
+        if size < 16:
+            raise CorruptChunkError(f"{where}: blosc chunk is truncated ({size} bytes)")
+        nbytes = int.from_bytes(head[4:8], "little")
+        cbytes = int.from_bytes(head[12:16], "little")
+        if cbytes != size or nbytes != expected:
             raise CorruptChunkError(
                 f"{where}: blosc chunk header says {cbytes} bytes holding {nbytes}, but it is "
-                f"{len(data)} bytes and should hold {expected}; corrupt or truncated"
+                f"{size} bytes and should hold {expected}; corrupt or truncated"
             )
     elif cid == "gzip":
-        if len(data) < 18 or data[:2] != b"\x1f\x8b":
+        if size < 18 or head[:2] != b"\x1f\x8b":
             raise CorruptChunkError(f"{where}: not a gzip stream (corrupt chunk)")
-        if int.from_bytes(data[-4:], "little") != expected % 2**32:
+        if int.from_bytes(tail, "little") != expected % 2**32:
             raise CorruptChunkError(f"{where}: gzip chunk size mismatch (truncated?)")
-    elif cid == "zstd" and data[:4] != b"\x28\xb5\x2f\xfd":
+    elif cid == "zstd" and head[:4] != b"\x28\xb5\x2f\xfd":
         raise CorruptChunkError(f"{where}: not a zstd frame (corrupt chunk)")
 
 

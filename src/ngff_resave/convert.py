@@ -15,6 +15,7 @@ import itertools
 import json
 import logging
 import os
+import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -253,6 +254,9 @@ def convert(options: ConvertOptions, progress: Progress | None = None) -> Conver
         report.ended_at = now_iso()
         return ConvertResult(report, plans, details)
 
+    if options.verify != "none":
+        # The 0.5 models (pydantic) take a second or more to import: do it while copying.
+        threading.Thread(target=_import_validator, name="import-validator", daemon=True).start()
     dest = open_store(options.output, for_writing=True)
     check_locations(source, dest)
     resuming = prepare_output(dest, options, details)
@@ -342,6 +346,10 @@ def convert(options: ConvertOptions, progress: Progress | None = None) -> Conver
         options.crate_writer(dest, report, inventory)
     dest.delete_prefix(RUN_MARKER)
     return ConvertResult(report, plans, details)
+
+
+def _import_validator() -> None:
+    import ngff_resave.validate  # noqa: F401
 
 
 def _validate_metadata(dest: Store) -> None:

@@ -21,12 +21,18 @@ import math
 import time
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
+from typing import cast
 
 import crc32c
 import numpy as np
 
-from ngff_resave.chunkcodecs import check_stored_chunk, decode_source_chunk, encode_blocks
-from ngff_resave.locations import Store, StreamingWriteStore, join_key
+from ngff_resave.chunkcodecs import (
+    check_stored_chunk,
+    check_stored_edges,
+    decode_source_chunk,
+    encode_blocks,
+)
+from ngff_resave.locations import FilePart, LocalStore, Store, StreamingWriteStore, join_key
 from ngff_resave.metadata.arrays import V2Array, fill_as_scalar, v3_chunk_key
 from ngff_resave.planning import PATH_COPY, ArrayPlan
 from ngff_resave.shards import EMPTY, build_shard
@@ -148,11 +154,18 @@ def copy_shard(task: CopyTask) -> ShardOutcome:
     )
 
 
-def shard_pieces(chunks: Iterable[bytes | None], count: int) -> Iterator[bytes]:
+def _size(part: bytes | FilePart) -> int:
+    return part.size if isinstance(part, FilePart) else len(part)
+
+
+def shard_pieces(
+    chunks: Iterable[bytes | FilePart | None], count: int
+) -> Iterator[bytes | FilePart]:
     """The bytes of :func:`~ngff_resave.shards.build_shard`, piece by piece, as chunks arrive.
 
-    Yields each stored chunk, then the index and its crc32c; yields nothing when no chunk is
-    stored (the shard is then not written). ``count`` is the number of inner chunks.
+    Yields each stored chunk (bytes, or a whole local file to copy), then the index and its
+    crc32c; yields nothing when no chunk is stored (the shard is then not written). ``count``
+    is the number of inner chunks.
     """
     index = np.full((count, 2), EMPTY, dtype="<u8")
     offset = 0
@@ -160,8 +173,8 @@ def shard_pieces(chunks: Iterable[bytes | None], count: int) -> Iterator[bytes]:
         if chunk is None:
             continue
         index[i, 0] = offset
-        index[i, 1] = len(chunk)
-        offset += len(chunk)
+        index[i, 1] = _size(chunk)
+        offset += _size(chunk)
         yield chunk
     if offset or (index[:, 0] != EMPTY).any():
         index_bytes = index.tobytes()
@@ -170,33 +183,56 @@ def shard_pieces(chunks: Iterable[bytes | None], count: int) -> Iterator[bytes]:
 
 
 def _stream_chunks(task: CopyTask, dest: StreamingWriteStore) -> tuple[int, int]:
-    """Fast path to an object store: fetch the chunks in batches while the shard uploads.
+    """Fast path: write the shard piece by piece while its chunks arrive.
 
     Returns (bytes read, bytes written). The shard bytes equal :func:`_copy_chunks` +
-    ``build_shard``; only the timing differs (the upload of the first parts overlaps the
-    fetching of the next batch).
+    ``build_shard``; only the timing and the memory differ. To an object store, the upload of
+    the first parts overlaps the fetching of the next batch. Local to local, each source chunk
+    file is copied into the shard by the kernel (``copy_file_range``) after a check of its
+    header: the pixels never pass through Python, as with ``cp``.
     """
     grid = task.meta.chunk_grid
     indices = inner_chunk_indices(task.plan, task.shard)
     bytes_read = 0
+    source = task.source
 
-    def chunks() -> Iterator[bytes | None]:
+    def local_chunks(store: LocalStore) -> Iterator[FilePart | None]:
+        nonlocal bytes_read
+        for idx in indices:
+            if not all(i < g for i, g in zip(idx, grid, strict=True)):
+                yield None
+                continue
+            key = _source_key(task, idx)
+            edges = store.file_edges(key)
+            if edges is None:
+                yield None
+                continue
+            part, head, tail = edges
+            check_stored_edges(task.meta, part.size, head, tail, store.describe(key))
+            bytes_read += part.size
+            yield part
+
+    def fetched_chunks() -> Iterator[bytes | None]:
         nonlocal bytes_read
         for start in range(0, len(indices), STREAM_BATCH):
             batch = indices[start : start + STREAM_BATCH]
             inside = [all(i < g for i, g in zip(idx, grid, strict=True)) for idx in batch]
             keys = [_source_key(task, idx) for idx, ok in zip(batch, inside, strict=True) if ok]
-            fetched = iter(task.source.read_many(keys))
+            fetched = iter(source.read_many(keys))
             for idx, ok in zip(batch, inside, strict=True):
                 data = next(fetched) if ok else None
                 if data is not None:
-                    check_stored_chunk(
-                        task.meta, data, task.source.describe(_source_key(task, idx))
-                    )
+                    check_stored_chunk(task.meta, data, source.describe(_source_key(task, idx)))
                     bytes_read += len(data)
                 yield data
 
-    written = dest.write_parts(task.shard_key, shard_pieces(chunks(), len(indices)))
+    if isinstance(source, LocalStore) and isinstance(dest, LocalStore):
+        pieces = shard_pieces(local_chunks(source), len(indices))
+        written = dest.write_parts(task.shard_key, pieces)
+    else:
+        # Fetched chunks are bytes, so every piece is bytes (no FilePart to an object store).
+        pieces_bytes = cast(Iterator[bytes], shard_pieces(fetched_chunks(), len(indices)))
+        written = dest.write_parts(task.shard_key, pieces_bytes)
     return bytes_read, written
 
 

@@ -16,6 +16,7 @@ Rules every store follows:
 
 from __future__ import annotations
 
+import errno
 import os
 import shutil
 import tempfile
@@ -23,7 +24,7 @@ import uuid
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol, runtime_checkable
+from typing import BinaryIO, Protocol, runtime_checkable
 
 from ngff_resave.errors import NodeNotFoundError, ResaveError, StorageError, UnsafePathError
 
@@ -129,12 +130,20 @@ class StreamingWriteStore(Protocol):
     object still appears whole or not at all (S3 shows it only on completion).
     """
 
-    def write_parts(self, key: str, parts: Iterable[bytes]) -> int:
+    def write_parts(self, key: str, parts: Iterable[bytes | FilePart]) -> int:
         """Store the concatenation of ``parts`` at ``key`` atomically; returns its size.
 
         Nothing is written when ``parts`` yields no bytes at all.
         """
         ...
+
+
+@dataclass(frozen=True)
+class FilePart:
+    """A whole local file to put into an object as it is (copied by the kernel)."""
+
+    path: str
+    size: int
 
 
 @dataclass(frozen=True)
@@ -176,7 +185,7 @@ class LocalStore:
     def write(self, key: str, data: bytes) -> None:
         self.write_parts(key, [data])
 
-    def write_parts(self, key: str, parts: Iterable[bytes]) -> int:
+    def write_parts(self, key: str, parts: Iterable[bytes | FilePart]) -> int:
         """Write the concatenation of ``parts`` atomically, part by part (no joined copy).
 
         A unique temporary name in the same directory, then an atomic rename: a crash leaves
@@ -192,7 +201,11 @@ class LocalStore:
             with open(tmp, "wb") as fh:
                 for part in parts:
                     wrote_any = True
-                    size += fh.write(part)
+                    if isinstance(part, FilePart):
+                        fh.flush()
+                        size += _copy_file_into(part, fh)
+                    else:
+                        size += fh.write(part)
             if not wrote_any:
                 tmp.unlink()
                 return 0
@@ -206,6 +219,53 @@ class LocalStore:
 
     def exists(self, key: str) -> bool:
         return self._path(key).is_file()
+
+    def read_ranges(self, key: str, ranges: list[tuple[int, int]]) -> list[bytes] | None:
+        """The bytes at ``(offset, length)`` ranges of the file at ``key`` (None: no file).
+
+        A negative offset counts from the end. Verification reads a shard's index and a few
+        inner chunks this way instead of the whole shard.
+        """
+        path = self._path(key)
+        try:
+            fd = os.open(path, os.O_RDONLY)
+        except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
+            return None
+        try:
+            size = os.fstat(fd).st_size
+            return [os.pread(fd, n, o if o >= 0 else max(0, size + o)) for o, n in ranges]
+        except OSError as exc:
+            raise StorageError(f"cannot read {path}: {exc.strerror or exc}") from exc
+        finally:
+            os.close(fd)
+
+    def size(self, key: str) -> int | None:
+        """The size of the file at ``key`` (None: no file)."""
+        try:
+            return self._path(key).stat().st_size
+        except (FileNotFoundError, NotADirectoryError):
+            return None
+
+    def file_edges(self, key: str) -> tuple[FilePart, bytes, bytes] | None:
+        """The file at ``key`` as a :class:`FilePart`, with its first 16 and last 4 bytes.
+
+        ``None`` when there is no file. Lets the fast path check a chunk's header and copy it
+        file to file without reading it into Python.
+        """
+        path = self._path(key)
+        try:
+            fd = os.open(path, os.O_RDONLY)
+        except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
+            return None
+        except OSError as exc:
+            raise StorageError(f"cannot read {path}: {exc.strerror or exc}") from exc
+        try:
+            size = os.fstat(fd).st_size
+            head = os.pread(fd, 16, 0)
+            tail = os.pread(fd, 4, max(0, size - 4))
+        finally:
+            os.close(fd)
+        return FilePart(str(path), size), head, tail
 
     def list_children(self, prefix: str) -> list[str]:
         path = self._path(prefix)
@@ -241,6 +301,35 @@ class LocalStore:
         root = Path(self.root).resolve()
         target = self._path(key).resolve()
         return target != root and root not in target.parents
+
+
+def _copy_file_into(part: FilePart, out: BinaryIO) -> int:
+    """Append the file ``part`` to the open file ``out`` in the kernel (copy_file_range).
+
+    Falls back to a buffered copy where the file systems do not support it.
+    """
+    copied = 0
+    with open(part.path, "rb") as src:
+        try:
+            while copied < part.size:
+                n = os.copy_file_range(src.fileno(), out.fileno(), part.size - copied)
+                if n == 0:
+                    break
+                copied += n
+        except OSError as exc:
+            if exc.errno not in (errno.EXDEV, errno.ENOSYS, errno.EINVAL, errno.EOPNOTSUPP):
+                raise
+            src.seek(copied)
+            out.seek(0, os.SEEK_END)
+            while chunk := src.read(min(8 << 20, part.size - copied)):
+                out.write(chunk)
+                copied += len(chunk)
+                if copied >= part.size:
+                    break
+    if copied != part.size:
+        raise StorageError(f"{part.path}: changed size while being copied; rerun the conversion")
+    out.seek(0, os.SEEK_END)
+    return copied
 
 
 @dataclass(frozen=True)

@@ -49,15 +49,24 @@ def build_shard(chunks: Sequence[bytes | None]) -> bytes | None:
 
 def read_index(shard: bytes, chunk_count: int, where: str) -> np.ndarray:
     """The ``(chunk_count, 2)`` index of a shard; checks its size and crc32c checksum."""
+    return parse_index(shard[-index_nbytes(chunk_count) :], len(shard), chunk_count, where)
+
+
+def parse_index(tail: bytes, shard_size: int, chunk_count: int, where: str) -> np.ndarray:
+    """The index from the last :func:`index_nbytes` bytes of a shard of ``shard_size`` bytes.
+
+    Checks the size, the crc32c checksum, and that every stored chunk lies inside the shard.
+    Needs only the tail, so a large shard's index is read without reading the shard.
+    """
     size = index_nbytes(chunk_count)
-    if len(shard) < size:
-        raise CorruptChunkError(f"{where}: shard is {len(shard)} bytes, shorter than its index")
-    raw = shard[-size:-4]
-    stored = int.from_bytes(shard[-4:], "little")
+    if shard_size < size or len(tail) != size:
+        raise CorruptChunkError(f"{where}: shard is {shard_size} bytes, shorter than its index")
+    raw = tail[:-4]
+    stored = int.from_bytes(tail[-4:], "little")
     if crc32c.crc32c(raw) != stored:
         raise CorruptChunkError(f"{where}: shard index checksum mismatch (corrupt index)")
     index = np.frombuffer(raw, dtype="<u8").reshape(chunk_count, 2)
-    data_size = len(shard) - size
+    data_size = shard_size - size
     for i, (offset, nbytes) in enumerate(index):
         if offset == EMPTY and nbytes == EMPTY:
             continue

@@ -19,8 +19,9 @@ from __future__ import annotations
 import itertools
 import json
 import math
+from collections import deque
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -30,7 +31,7 @@ from ngff_resave.chunkcodecs import decode_inner, decode_source_chunk
 from ngff_resave.copying import CopyTask, inner_chunk_indices, shard_indices, shard_region
 from ngff_resave.discover import ArrayNode, discover, read_json
 from ngff_resave.errors import CorruptChunkError, ResaveError
-from ngff_resave.locations import LocationSpec, Store, join_key, open_store
+from ngff_resave.locations import LocalStore, LocationSpec, Store, join_key, open_store
 from ngff_resave.metadata.arrays import (
     fill_as_scalar,
     sharded_array_metadata,
@@ -38,9 +39,11 @@ from ngff_resave.metadata.arrays import (
 )
 from ngff_resave.metadata.ome import migrate_attributes
 from ngff_resave.planning import PATH_COPY, ArrayPlan, finish_plan
-from ngff_resave.shards import inner_chunk, read_index
+from ngff_resave.shards import EMPTY, index_nbytes, inner_chunk, parse_index, read_index
 
 SAMPLE_SHARDS = 5
+#: Inner chunks decoded per sampled shard in ``sample`` mode.
+SAMPLE_CHUNKS = 8
 
 
 @dataclass(frozen=True)
@@ -107,37 +110,78 @@ def _expected_block(
     return out if found else None
 
 
-def verify_shard(task: CopyTask) -> ShardProblem | None:
+def _read_shard(
+    task: CopyTask, count: int, picked: set[int] | None, where: str
+) -> dict[int, bytes | None] | None:
+    """The stored inner chunks of a shard that verification needs (None: no shard).
+
+    Local shards are read by range: the index from the end, then only the picked chunks, so a
+    sample of a 256 MiB shard does not read it whole. Other stores read the shard once.
+    """
+    dest = task.dest
+    wanted = range(count) if picked is None else sorted(picked)
+    if isinstance(dest, LocalStore):
+        size = dest.size(task.shard_key)
+        if size is None:
+            return None
+        tail = dest.read_ranges(task.shard_key, [(-index_nbytes(count), index_nbytes(count))])
+        if tail is None:
+            return None
+        index = parse_index(tail[0], size, count, where)
+        spans = [
+            (i, int(index[i, 0]), int(index[i, 1]))
+            for i in wanted
+            if not (index[i, 0] == EMPTY and index[i, 1] == EMPTY)
+        ]
+        parts = dest.read_ranges(task.shard_key, [(o, n) for _, o, n in spans]) or []
+        out: dict[int, bytes | None] = dict.fromkeys(wanted)
+        out.update({i: part for (i, _, _), part in zip(spans, parts, strict=True)})
+        return out
+    shard = dest.read(task.shard_key)
+    if shard is None:
+        return None
+    index = read_index(shard, count, where)
+    return {i: inner_chunk(shard, index, i) for i in wanted}
+
+
+def verify_shard(task: CopyTask, sample_chunks: int | None = None) -> ShardProblem | None:
     """Compare one output shard with the input, inner chunk by inner chunk.
 
     Memory stays at one shard's stored bytes plus a few decoded chunks, whatever the shard
-    size. Fast-path chunks must equal the source chunk's stored bytes (and the first of each
-    shard must also decode to the source's values); re-encoded chunks must decode to the
-    values assembled from the source chunks.
+    size. The index checksum is always checked. Fast-path chunks must equal the source chunk's
+    stored bytes (and the first of each shard must also decode to the source's values);
+    re-encoded chunks must decode to the values assembled from the source chunks. With
+    ``sample_chunks``, only that many evenly spread inner chunks are compared (the ``sample``
+    mode: a 256 MiB shard is not read and decoded whole again).
     """
     plan, meta = task.plan, task.meta
     region = shard_region(plan, task.shard)
-    shard = task.dest.read(task.shard_key)
-    if shard is None:
+    indices = inner_chunk_indices(plan, task.shard)
+    picked: set[int] | None = None
+    if sample_chunks is not None and len(indices) > sample_chunks:
+        step = (len(indices) - 1) / max(1, sample_chunks - 1)
+        picked = {round(k * step) for k in range(sample_chunks)}
+    where = task.dest.describe(task.shard_key)
+    try:
+        stored = _read_shard(task, len(indices), picked, where)
+    except CorruptChunkError as exc:
+        return ShardProblem(task.path, task.shard_key, str(exc))
+    if stored is None:
         if _source_has_data(task, region):
             return ShardProblem(
                 task.path, task.shard_key, "shard is missing but the input has data"
             )
         return None
-    indices = inner_chunk_indices(plan, task.shard)
-    where = task.dest.describe(task.shard_key)
-    try:
-        index = read_index(shard, len(indices), where)
-    except CorruptChunkError as exc:
-        return ShardProblem(task.path, task.shard_key, str(exc))
     cache: dict[tuple[int, ...], np.ndarray | None] = {}
     decoded_one = False
     for i, idx in enumerate(indices):
+        if picked is not None and i not in picked:
+            continue
         lo = [j * c for j, c in zip(idx, plan.chunks, strict=True)]
         if any(a >= n for a, n in zip(lo, plan.shape, strict=True)):
             continue  # beyond the array: nothing to compare
         hi = [min(a + c, n) for a, c, n in zip(lo, plan.chunks, plan.shape, strict=True)]
-        data = inner_chunk(shard, index, i)
+        data = stored[i]
         if plan.path_taken == PATH_COPY:
             source = task.source.read(join_key(task.path, meta.chunk_key(idx)))
             if source != data:
@@ -221,23 +265,33 @@ def verify_data(
     problems: list[ShardProblem] = []
     checked = 0
 
+    sample_chunks = SAMPLE_CHUNKS if mode == "sample" else None
+
     def run(task: CopyTask) -> ShardProblem | None:
         try:
-            return verify_shard(task)
+            return verify_shard(task, sample_chunks)
         except ResaveError as exc:
             return ShardProblem(task.path, task.shard_key, str(exc))
 
+    def finish(task: CopyTask, future: Future[ShardProblem | None]) -> None:
+        nonlocal checked
+        checked += 1
+        if on_checked is not None:
+            on_checked(task)
+        problem = future.result()
+        if problem is not None:
+            problems.append(problem)
+
+    # A bounded window of shards in flight: `full` on a TB array has very many.
+    window = 2 * max(1, workers)
+    pending: deque[tuple[CopyTask, Future[ShardProblem | None]]] = deque()
     with ThreadPoolExecutor(max(1, workers)) as pool:
-        for task, problem in zip(
-            verification_tasks(templates, mode),
-            pool.map(run, verification_tasks(templates, mode)),
-            strict=True,
-        ):
-            checked += 1
-            if on_checked is not None:
-                on_checked(task)
-            if problem is not None:
-                problems.append(problem)
+        for task in verification_tasks(templates, mode):
+            pending.append((task, pool.submit(run, task)))
+            if len(pending) >= window:
+                finish(*pending.popleft())
+        while pending:
+            finish(*pending.popleft())
     return checked, problems
 
 

@@ -25,7 +25,7 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from ngff_resave.cli import main as cli_main
-from ngff_resave.locations import TEMP_SUFFIX, LocalStore
+from ngff_resave.locations import TEMP_SUFFIX, FilePart, LocalStore
 
 
 def _die() -> None:
@@ -39,8 +39,10 @@ def install(kill_at: int, phase: str) -> list[str]:
     keys: list[str] = []
     lock = threading.Lock()
 
-    def write_parts(self: LocalStore, key: str, parts: Iterable[bytes]) -> int:
-        data = b"".join(parts)
+    def write_parts(self: LocalStore, key: str, parts: Iterable[bytes | FilePart]) -> int:
+        data = b"".join(
+            Path(p.path).read_bytes()[: p.size] if isinstance(p, FilePart) else p for p in parts
+        )
         if not data and not isinstance(parts, list):
             return 0  # an all-empty shard: nothing is written, not a write
         with lock:
