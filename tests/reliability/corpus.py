@@ -8,10 +8,8 @@ for the awkward-but-valid ones — convert with exit 0 and values equal to the i
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import io
 import json
-import os
 import shutil
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -26,47 +24,21 @@ from tests.support.builders import (
     build_bioformats2raw,
     build_image,
     build_plate,
+    hash_tree,
     write_group,
     write_json,
     write_v2_array,
 )
 
 #: Largest file hashed byte for byte; larger (sparse) files are hashed by size, mtime and ends.
-_HASH_WHOLE = 16 * 1024 * 1024
 
 
 # --------------------------------------------------------------------------- helpers
 
 
 def tree_digest(root: Path, exclude: Sequence[Path] = ()) -> str:
-    """SHA-256 over a tree: sorted relative paths, bytes, symlink targets (``exclude`` skipped)."""
-    skip = {p.resolve() for p in exclude}
-    h = hashlib.sha256()
-    entries: list[tuple[str, Path]] = []
-    for dirpath, dirnames, filenames in os.walk(root, followlinks=False):
-        d = Path(dirpath)
-        dirnames[:] = [n for n in dirnames if (d / n).resolve() not in skip or (d / n).is_symlink()]
-        for n in dirnames + filenames:
-            if (d / n).resolve() in skip and not (d / n).is_symlink():
-                continue
-            entries.append(((d / n).relative_to(root).as_posix(), d / n))
-    for rel, p in sorted(entries):
-        if p.is_symlink():
-            h.update(b"L\0" + rel.encode() + b"\0" + os.readlink(p).encode() + b"\0")
-        elif p.is_dir():
-            h.update(b"D\0" + rel.encode() + b"\0")
-        else:
-            h.update(b"F\0" + rel.encode() + b"\0")
-            st = p.stat()
-            if st.st_size <= _HASH_WHOLE:
-                h.update(hashlib.sha256(p.read_bytes()).digest())
-            else:
-                with p.open("rb") as fh:
-                    head = fh.read(1 << 20)
-                    fh.seek(-(1 << 20), os.SEEK_END)
-                    tail = fh.read()
-                h.update(f"{st.st_size}:{st.st_mtime_ns}".encode() + head + tail)
-    return h.hexdigest()
+    """SHA-256 over a tree (``exclude`` skipped): :func:`tests.support.builders.hash_tree`."""
+    return hash_tree(root, exclude=exclude)
 
 
 @dataclass(frozen=True)

@@ -612,16 +612,21 @@ def build_with_tables(root: Path) -> Path:
     return root
 
 
-def hash_tree(path: Path) -> str:
+def hash_tree(path: Path, exclude: Sequence[Path] = ()) -> str:
     """SHA-256 over a tree: sorted relative paths, file bytes, symlink targets, directories.
 
-    Any added, removed or renamed entry, any changed byte, changes the digest.
+    Any added, removed or renamed entry, any changed byte, changes the digest. Entries in
+    ``exclude`` (e.g. an output inside the tree) are skipped.
     """
+    skip = {p.resolve() for p in exclude}
     h = hashlib.sha256()
     entries: list[tuple[str, Path]] = []
     for dirpath, dirnames, filenames in os.walk(path, followlinks=False):
         d = Path(dirpath)
+        dirnames[:] = [n for n in dirnames if (d / n).is_symlink() or (d / n).resolve() not in skip]
         for n in dirnames + filenames:
+            if not (d / n).is_symlink() and (d / n).resolve() in skip:
+                continue
             entries.append(((d / n).relative_to(path).as_posix(), d / n))
     for rel, p in sorted(entries):
         if p.is_symlink():
@@ -630,7 +635,8 @@ def hash_tree(path: Path) -> str:
             h.update(b"D\0" + rel.encode() + b"\0")
         else:
             h.update(b"F\0" + rel.encode() + b"\0")
-            h.update(hashlib.sha256(p.read_bytes()).digest())
+            with p.open("rb") as fh:
+                h.update(hashlib.file_digest(fh, "sha256").digest())
     return h.hexdigest()
 
 
