@@ -18,7 +18,6 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 import pytest
 
@@ -28,7 +27,7 @@ from ngff_resave.copying import CopyTask, ShardOutcome
 from tests.support import builders, checks
 from tests.support.faultproxy import Fault, FaultProxy
 from tests.support.httpserver import StaticHttpServer
-from tests.support.s3servers import S3Server, use_server_credentials
+from tests.support.s3servers import S3Server, host_port
 
 pytestmark = pytest.mark.s3
 
@@ -100,19 +99,6 @@ def endpoint_args(server: S3Server | str, *sides: str) -> list[str]:
 
 def secrets_of(server: S3Server) -> list[str]:
     return [server.secret_key, server.access_key]
-
-
-def _target(endpoint: str) -> tuple[str, int]:
-    parts = urlsplit(endpoint)
-    assert parts.hostname is not None and parts.port is not None
-    return parts.hostname, parts.port
-
-
-@pytest.fixture
-def seaweed(seaweed_server: S3Server, monkeypatch: pytest.MonkeyPatch) -> S3Server:
-    """SeaweedFS only (real signatures, an anonymous read-only identity), credentials set."""
-    use_server_credentials(monkeypatch, seaweed_server)
-    return seaweed_server
 
 
 @pytest.fixture
@@ -356,7 +342,7 @@ def test_transient_faults_during_a_conversion(s3: S3Server, tmp_path: Path) -> N
     src = bioformats2raw(tmp_path / "in.zarr")
     in_bucket, out_bucket = s3.unique_bucket("in"), s3.unique_bucket("out")
     upload(s3, in_bucket, "in.zarr", src)
-    with FaultProxy(_target(s3.endpoint)) as proxy:
+    with FaultProxy(host_port(s3.endpoint)) as proxy:
         # Faults spread over the run (pass-through connections between them), so they hit
         # listing, chunk GETs and shard PUTs alike; at most 3 in a row, well under 8 attempts.
         proxy.add(
@@ -417,7 +403,7 @@ def test_permanent_failure_is_bounded_and_leaves_no_partial_shard(
     shards = ["--output-shards", "1,32,32", "--workers", "2"]
     assert main(["convert", str(src), str(reference), "-q", *shards]) == 0
     bucket = s3.unique_bucket("out")
-    with FaultProxy(_target(s3.endpoint)) as proxy:
+    with FaultProxy(host_port(s3.endpoint)) as proxy:
         killed = threading.Event()
 
         def kill_endpoint() -> None:

@@ -13,7 +13,6 @@ import time
 import uuid
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 import pytest
 from botocore import UNSIGNED
@@ -35,7 +34,7 @@ from ngff_resave.remote import (
 )
 from tests.support.faultproxy import Fault, FaultProxy
 from tests.support.httpserver import StaticHttpServer
-from tests.support.s3servers import S3Server, use_server_credentials
+from tests.support.s3servers import S3Server, host_port
 
 # The server fixtures. Other modules that need them should share ONE registration, e.g.
 # ``pytest_plugins = ["tests.support.s3servers"]`` in tests/conftest.py (then drop these
@@ -47,19 +46,6 @@ FAST_RETRY = RetryPolicy(attempts=6, base_delay=0.01, max_delay=0.05)
 
 def _store(server: S3Server, bucket: str, prefix: str = "", **kwargs: Any) -> S3Store:
     return S3Store(bucket, prefix, endpoint=server.endpoint, retry=FAST_RETRY, **kwargs)
-
-
-def _target(endpoint: str) -> tuple[str, int]:
-    parts = urlsplit(endpoint)
-    assert parts.hostname is not None and parts.port is not None
-    return parts.hostname, parts.port
-
-
-@pytest.fixture
-def seaweed(seaweed_server: S3Server, monkeypatch: pytest.MonkeyPatch) -> S3Server:
-    """SeaweedFS only (real signatures and an anonymous identity), with its credentials set."""
-    use_server_credentials(monkeypatch, seaweed_server)
-    return seaweed_server
 
 
 # --------------------------------------------------------------------------- the Store protocol
@@ -100,7 +86,7 @@ def test_read_many_bounds_requests_in_flight(s3_server: S3Server) -> None:
     for key in keys:
         _store(s3_server, bucket).write(key, key.encode())
     latency = [Fault("latency", count=None, delay=0.2)]
-    with FaultProxy(_target(s3_server.endpoint), latency) as proxy:
+    with FaultProxy(host_port(s3_server.endpoint), latency) as proxy:
         store = S3Store(bucket, endpoint=proxy.endpoint, retry=FAST_RETRY, max_in_flight=4)
         start = time.monotonic()
         assert store.read_many(keys) == [k.encode() for k in keys]
@@ -283,7 +269,7 @@ def test_transient_faults_are_retried(s3_server: S3Server, faults: list[Fault]) 
     payload = bytes(range(256)) * 64  # 16 KiB: a cut after 3000 bytes is mid-body
     _store(s3_server, bucket, "a").write("big", payload)
     expected = [f.kind for f in faults for _ in range(f.count or 0)]
-    with FaultProxy(_target(s3_server.endpoint), faults) as proxy:
+    with FaultProxy(host_port(s3_server.endpoint), faults) as proxy:
         store = S3Store(bucket, "a", endpoint=proxy.endpoint, retry=FAST_RETRY)
         start = time.monotonic()
         assert store.read("big") == payload
@@ -295,7 +281,7 @@ def test_transient_faults_are_retried(s3_server: S3Server, faults: list[Fault]) 
 
 def test_faults_during_writes_and_read_many(s3_server: S3Server) -> None:
     bucket = s3_server.unique_bucket()
-    with FaultProxy(_target(s3_server.endpoint)) as proxy:
+    with FaultProxy(host_port(s3_server.endpoint)) as proxy:
         store = S3Store(bucket, "w", endpoint=proxy.endpoint, retry=FAST_RETRY, max_in_flight=4)
         proxy.add(Fault("reset", count=2), Fault("slowdown", count=2), Fault("cut", after=10))
         data = {f"k{i}": f"value {i}".encode() * 500 for i in range(12)}
@@ -310,7 +296,7 @@ def test_faults_during_writes_and_read_many(s3_server: S3Server) -> None:
 def test_permanent_failure_is_bounded_and_clear(s3_server: S3Server) -> None:
     bucket = s3_server.unique_bucket()
     policy = RetryPolicy(attempts=4, base_delay=0.05, max_delay=0.2)
-    with FaultProxy(_target(s3_server.endpoint), [Fault("reset", count=None)]) as proxy:
+    with FaultProxy(host_port(s3_server.endpoint), [Fault("reset", count=None)]) as proxy:
         store = S3Store(bucket, "img.zarr", endpoint=proxy.endpoint, retry=policy, timeout=2)
         start = time.monotonic()
         with pytest.raises(StorageError) as info:
@@ -388,7 +374,7 @@ def test_http_store_reads(http_dir: Path) -> None:
 
 def test_http_faults_are_retried(http_dir: Path) -> None:
     faults = [Fault("reset"), Fault("cut", after=500), Fault("slowdown")]
-    with StaticHttpServer(http_dir) as server, FaultProxy(_target(server.url), faults) as proxy:
+    with StaticHttpServer(http_dir) as server, FaultProxy(host_port(server.url), faults) as proxy:
         store = HttpStore(f"{proxy.endpoint}/img.zarr", retry=FAST_RETRY)
         assert store.read("0/0.0") == bytes(range(256)) * 100
         assert proxy.applied == ["reset", "cut", "slowdown"]

@@ -31,6 +31,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 
@@ -321,3 +322,17 @@ def s3_server(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -
     server: S3Server = request.getfixturevalue(f"{request.param}_server")
     use_server_credentials(monkeypatch, server)
     return server
+
+
+def host_port(endpoint: str) -> tuple[str, int]:
+    """The ``(host, port)`` of an ``http://host:port`` endpoint (to put a proxy in front)."""
+    parts = urlsplit(endpoint)
+    assert parts.hostname is not None and parts.port is not None
+    return parts.hostname, parts.port
+
+
+@pytest.fixture
+def seaweed(seaweed_server: S3Server, monkeypatch: pytest.MonkeyPatch) -> S3Server:
+    """SeaweedFS only (real signatures, an anonymous read-only identity), credentials set."""
+    use_server_credentials(monkeypatch, seaweed_server)
+    return seaweed_server
