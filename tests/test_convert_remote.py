@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import copy
 import json
+import socket
 import threading
 import time
 import uuid
@@ -559,3 +560,37 @@ def test_multipart_shard_upload_is_whole_or_absent(
     assert not store.exists("0/c/2")
     uploads = s3.client().list_multipart_uploads(Bucket=bucket).get("Uploads", [])
     assert uploads == []  # aborted, no parts left behind
+
+
+def test_hanging_endpoint_fails_within_the_request_timeout(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """An endpoint that accepts connections but never answers: bounded by --request-timeout."""
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "hang-key")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "hang-secret-not-to-be-printed")
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(16)
+        endpoint = f"http://127.0.0.1:{listener.getsockname()[1]}"
+        started = time.monotonic()
+        code = main(
+            [
+                "convert",
+                "s3://in/a.zarr",
+                str(tmp_path / "out.zarr"),
+                "--input-endpoint",
+                endpoint,
+                "--request-timeout",
+                "0.5",
+                "--retries",
+                "2",
+                "--retry-delay",
+                "0.01",
+            ]
+        )
+        elapsed = time.monotonic() - started
+    err = capsys.readouterr().err
+    assert code == 1
+    assert elapsed < 10, f"took {elapsed:.1f} s"
+    assert endpoint in err and "hang-secret" not in err
+    assert not (tmp_path / "out.zarr").exists()

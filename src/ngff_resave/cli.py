@@ -73,6 +73,7 @@ def _location(args: argparse.Namespace, side: str, path: str) -> LocationSpec:
         max_in_flight=getattr(args, "requests_in_flight", 16),
         retry_attempts=getattr(args, "retries", 8),
         retry_delay=getattr(args, "retry_delay", 0.2),
+        request_timeout=getattr(args, "request_timeout", 30.0),
     )
 
 
@@ -91,6 +92,14 @@ def _add_remote_tuning(parser: argparse.ArgumentParser) -> None:
         default=8,
         metavar="N",
         help="attempts per request on transient errors (default 8)",
+    )
+    group.add_argument(
+        "--request-timeout",
+        type=float,
+        default=30.0,
+        metavar="SECONDS",
+        help="connect and read timeout of one request (default 30); a hanging endpoint fails "
+        "after about retries x timeout",
     )
     group.add_argument(
         "--retry-delay",

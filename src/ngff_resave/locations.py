@@ -346,6 +346,8 @@ class LocationSpec:
     #: Attempts per request on transient errors, and the first back-off delay in seconds.
     retry_attempts: int = 8
     retry_delay: float = 0.2
+    #: Connect and read timeout of one object-store request, in seconds.
+    request_timeout: float = 30.0
 
 
 def open_store(spec: LocationSpec, *, for_writing: bool = False) -> Store:

@@ -795,7 +795,9 @@ def open_remote_store(
                 f"cannot write to {path}: plain HTTP(S) locations are read-only; "
                 "write to a local path or an S3 bucket"
             )
-        return HttpStore(path, max_in_flight=max_in_flight, retry=policy)
+        return HttpStore(
+            path, max_in_flight=max_in_flight, timeout=spec.request_timeout, retry=policy
+        )
     if path.startswith("s3://"):
         bucket, prefix = _split_s3_url(path)
         if spec.bucket and spec.bucket != bucket:
@@ -822,6 +824,7 @@ def open_remote_store(
         region=spec.region,
         anon=spec.anon,
         max_in_flight=max_in_flight,
+        timeout=spec.request_timeout,
         retry=policy,
     )
     if check:
