@@ -44,6 +44,13 @@ def v2_codec(config: Mapping[str, Any]) -> Codec:
     return _codec_from_json(json.dumps(dict(config), sort_keys=True))
 
 
+def _as_uint8(raw: Any) -> np.ndarray:
+    """A codec's output (bytes-like or ndarray) as a flat uint8 array, without copying."""
+    if isinstance(raw, np.ndarray):
+        return raw.reshape(-1).view(np.uint8)
+    return np.frombuffer(memoryview(raw).cast("B"), dtype=np.uint8)
+
+
 def check_source_codecs(meta: V2Array, where: str) -> None:
     """Raise :class:`UnsupportedCodecError` naming ``where`` if a codec cannot be loaded."""
     for config in ([meta.compressor] if meta.compressor else []) + list(meta.filters):
@@ -99,11 +106,7 @@ def decode_source_chunk(meta: V2Array, data: bytes, where: str) -> np.ndarray:
             raw = v2_codec(meta.compressor).decode(raw)
         for config in reversed(meta.filters):
             raw = v2_codec(config).decode(raw)
-        buf = (
-            np.frombuffer(memoryview(raw).cast("B"), dtype=np.uint8)
-            if not isinstance(raw, np.ndarray)
-            else raw.reshape(-1).view(np.uint8)
-        )
+        buf = _as_uint8(raw)
     except UnsupportedCodecError:
         raise
     except Exception as exc:  # numcodecs raises RuntimeError/ValueError on corrupt input
@@ -221,9 +224,5 @@ def decode_inner(
 ) -> np.ndarray:
     """Decode an inner chunk written by :func:`encode_inner` (or copied from the source)."""
     raw: Any = data if codec is None else v3_codec(codec).decode(data)
-    buf = (
-        np.frombuffer(memoryview(raw).cast("B"), dtype=np.uint8)
-        if not isinstance(raw, np.ndarray)
-        else raw.reshape(-1).view(np.uint8)
-    )
+    buf = _as_uint8(raw)
     return buf.view(dtype).reshape(shape)

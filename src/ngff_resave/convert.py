@@ -14,6 +14,7 @@ from __future__ import annotations
 import itertools
 import json
 import logging
+import math
 import os
 import threading
 import time
@@ -128,19 +129,12 @@ def effective_workers(
     workers = options.workers or default_workers()
     if options.max_memory is None or not plans:
         return workers
-    largest = max(_prod(p.shards) * itemsize[p.path] for p in plans)
+    largest = max(math.prod(p.shards) * itemsize[p.path] for p in plans)
     budget = options.max_memory - 200 * 1024 * 1024  # interpreter, libraries, metadata
     fit = max(1, budget // max(1, 2 * largest))
     if fit < workers:
         log.info("--max-memory allows %d concurrent shards (of %d workers)", fit, workers)
     return int(min(workers, fit))
-
-
-def _prod(values: Sequence[int]) -> int:
-    n = 1
-    for v in values:
-        n *= v
-    return n
 
 
 def check_locations(source: Store, dest: Store) -> None:
@@ -287,7 +281,7 @@ def convert(options: ConvertOptions, progress: Progress | None = None) -> Conver
                     source, dest, template.path, template.meta, template.plan, shard, resuming
                 )
 
-    total_raw = sum(_prod(p.shape) * itemsize[p.path] for p in plans)
+    total_raw = sum(math.prod(p.shape) * itemsize[p.path] for p in plans)
     progress.start(sum(p.shard_count for p in plans), total_raw)
     with MemorySampler() as sampler:
 

@@ -26,7 +26,7 @@ import json
 import math
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -384,8 +384,3 @@ def _entry_shape(
     ):
         raise PlanError(f"{where}: array '{path}': '{key}' must be a list of integers")
     return tuple(value)
-
-
-def with_codec(plan: ArrayPlan, codec: Mapping[str, Any] | None) -> ArrayPlan:
-    """A copy of ``plan`` with another codec (used by tests)."""
-    return replace(plan, codec=codec)
