@@ -15,13 +15,14 @@ from dataclasses import replace
 from typing import Any
 
 from ngff_resave import __version__
+from ngff_resave.cliargs import add_location_args, add_remote_tuning, location_spec
 from ngff_resave.convert import ConvertOptions, Progress, convert, default_workers
 from ngff_resave.copying import ShardOutcome
 from ngff_resave.crateoptions import CrateOptions, add_crate_arguments, crate_options_from_args
 from ngff_resave.discover import Inventory, read_json
 from ngff_resave.engines.dask import add_dask_arguments, engine_from_args
 from ngff_resave.errors import InputError, ResaveError, VerificationError
-from ngff_resave.locations import LocationSpec, Store, open_store
+from ngff_resave.locations import Store, open_store
 from ngff_resave.metadata.ome import migrate_attributes
 from ngff_resave.planning import (
     DEFAULT_SHARD_BYTES,
@@ -51,63 +52,6 @@ class UsageError(Exception):
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> Any:  # argparse would sys.exit(2) itself
         raise UsageError(f"{self.prog}: {message}")
-
-
-def _add_location_args(parser: argparse.ArgumentParser, side: str) -> None:
-    group = parser.add_argument_group(f"{side} location (S3)")
-    group.add_argument(f"--{side}-bucket", help=f"S3 bucket of the {side}; the path is a prefix")
-    group.add_argument(f"--{side}-endpoint", help="S3 endpoint URL, e.g. https://s3.example.org")
-    group.add_argument(
-        f"--{side}-anon", action="store_true", help="unsigned (anonymous) S3 requests"
-    )
-    group.add_argument(f"--{side}-region", help="S3 region")
-
-
-def _location(args: argparse.Namespace, side: str, path: str) -> LocationSpec:
-    return LocationSpec(
-        path=path,
-        bucket=getattr(args, f"{side}_bucket"),
-        endpoint=getattr(args, f"{side}_endpoint"),
-        anon=getattr(args, f"{side}_anon"),
-        region=getattr(args, f"{side}_region"),
-        max_in_flight=getattr(args, "requests_in_flight", 16),
-        retry_attempts=getattr(args, "retries", 8),
-        retry_delay=getattr(args, "retry_delay", 0.2),
-        request_timeout=getattr(args, "request_timeout", 30.0),
-    )
-
-
-def _add_remote_tuning(parser: argparse.ArgumentParser) -> None:
-    group = parser.add_argument_group("object stores (S3, HTTP)")
-    group.add_argument(
-        "--requests-in-flight",
-        type=int,
-        default=16,
-        metavar="N",
-        help="concurrent object-store requests (default 16)",
-    )
-    group.add_argument(
-        "--retries",
-        type=int,
-        default=8,
-        metavar="N",
-        help="attempts per request on transient errors (default 8)",
-    )
-    group.add_argument(
-        "--request-timeout",
-        type=float,
-        default=30.0,
-        metavar="SECONDS",
-        help="connect and read timeout of one request (default 30); a hanging endpoint fails "
-        "after about retries x timeout",
-    )
-    group.add_argument(
-        "--retry-delay",
-        type=float,
-        default=0.2,
-        metavar="SECONDS",
-        help="first back-off delay, doubled per retry (default 0.2)",
-    )
 
 
 def _common(parser: argparse.ArgumentParser) -> None:
@@ -189,9 +133,9 @@ def build_parser() -> argparse.ArgumentParser:
     add_crate_arguments(conv)
     add_dask_arguments(conv)
     add_script_arguments(conv)
-    _add_location_args(conv, "input")
-    _add_location_args(conv, "output")
-    _add_remote_tuning(conv)
+    add_location_args(conv, "input")
+    add_location_args(conv, "output")
+    add_remote_tuning(conv)
     _common(conv)
 
     add_convert_array_parser(sub)
@@ -209,9 +153,9 @@ def build_parser() -> argparse.ArgumentParser:
     ver.add_argument("output", help="the 0.5 output")
     ver.add_argument("--verify", choices=["sample", "full"], default="full", help="default: full")
     ver.add_argument("--workers", type=int, default=0, help="concurrent shards (default: cores)")
-    _add_location_args(ver, "input")
-    _add_location_args(ver, "output")
-    _add_remote_tuning(ver)
+    add_location_args(ver, "input")
+    add_location_args(ver, "output")
+    add_remote_tuning(ver)
     _common(ver)
 
     crate_cmd = sub.add_parser(
@@ -222,8 +166,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     crate_cmd.add_argument("output", help="the 0.5 output (path, s3://bucket/prefix)")
     add_crate_arguments(crate_cmd)
-    _add_location_args(crate_cmd, "output")
-    _add_remote_tuning(crate_cmd)
+    add_location_args(crate_cmd, "output")
+    add_remote_tuning(crate_cmd)
     _common(crate_cmd)
 
     look = sub.add_parser(
@@ -242,8 +186,8 @@ def build_parser() -> argparse.ArgumentParser:
         description="Validate every node of an OME-Zarr 0.5 hierarchy with ome-zarr-models.",
     )
     val.add_argument("path", help="the 0.5 hierarchy (path, s3://bucket/prefix or URL)")
-    _add_location_args(val, "input")
-    _add_remote_tuning(val)
+    add_location_args(val, "input")
+    add_remote_tuning(val)
     _common(val)
     return parser
 
@@ -351,8 +295,8 @@ def _run_convert(args: argparse.Namespace) -> int:
         check_options(crate_options)  # unknown terms or no license: fail before copying
         crate_writer = _crate_writer(args, crate_options)
     options = ConvertOptions(
-        input=_location(args, "input", args.input),
-        output=_location(args, "output", args.output),
+        input=location_spec(args, "input", args.input),
+        output=location_spec(args, "output", args.output),
         plan=_plan_options(args),
         overwrite=args.output_overwrite,
         resume=args.resume,
@@ -398,7 +342,7 @@ def _run_validate(args: argparse.Namespace) -> int:
     from ngff_resave.crate import CRATE_KEY, check_crate
     from ngff_resave.validate import format_results, validate_hierarchy
 
-    store = open_store(_location(args, "input", args.path))
+    store = open_store(location_spec(args, "input", args.path))
     results = validate_hierarchy(store)
     print(format_results(results))
     failed = [r for r in results if not r.ok]
@@ -415,8 +359,8 @@ def _run_validate(args: argparse.Namespace) -> int:
 
 def _run_verify(args: argparse.Namespace) -> int:
     check = verify_output(
-        _location(args, "input", args.input),
-        _location(args, "output", args.output),
+        location_spec(args, "input", args.input),
+        location_spec(args, "output", args.output),
         args.verify,
         args.workers or default_workers(),
     )
@@ -432,7 +376,7 @@ def _run_verify(args: argparse.Namespace) -> int:
 def _run_crate(args: argparse.Namespace) -> int:
     from ngff_resave.crate import CRATE_KEY, default_name, update_crate
 
-    store = open_store(_location(args, "output", args.output))
+    store = open_store(location_spec(args, "output", args.output))
     root = read_json(store, "zarr.json")
     if not isinstance(root, dict):
         raise InputError(

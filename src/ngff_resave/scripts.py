@@ -46,6 +46,7 @@ from urllib.parse import urlsplit
 
 from ngff_resave import __version__
 from ngff_resave.chunkcodecs import check_source_codecs
+from ngff_resave.cliargs import add_location_args, add_remote_tuning, location_spec
 from ngff_resave.convert import (
     RUN_MARKER,
     ConvertOptions,
@@ -358,25 +359,6 @@ def add_script_arguments(parser: argparse.ArgumentParser) -> None:
 # ---- convert-array: one array, as one job ------------------------------------------------------
 
 
-def _location_args(parser: argparse.ArgumentParser) -> None:
-    for side in ("input", "output"):
-        group = parser.add_argument_group(f"{side} location (S3)")
-        group.add_argument(f"--{side}-bucket", help=f"S3 bucket of the {side}")
-        group.add_argument(f"--{side}-endpoint", help="S3 endpoint URL")
-        group.add_argument(f"--{side}-anon", action="store_true", help="unsigned S3 requests")
-        group.add_argument(f"--{side}-region", help="S3 region")
-
-
-def _spec(args: argparse.Namespace, side: str, path: str) -> LocationSpec:
-    return LocationSpec(
-        path=path,
-        bucket=getattr(args, f"{side}_bucket", None),
-        endpoint=getattr(args, f"{side}_endpoint", None),
-        anon=bool(getattr(args, f"{side}_anon", False)),
-        region=getattr(args, f"{side}_region", None),
-    )
-
-
 def _common_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("input", help="the 0.4 input the scripts were written for")
     parser.add_argument("output", help="the output prepared by convert --output-script")
@@ -387,7 +369,9 @@ def _common_args(parser: argparse.ArgumentParser) -> None:
         help="check the written shards against the input (default: a sample)",
     )
     parser.add_argument("--workers", type=int, default=0, help="concurrent shards (default: cores)")
-    _location_args(parser)
+    add_location_args(parser, "input")
+    add_location_args(parser, "output")
+    add_remote_tuning(parser)
 
 
 def add_convert_array_parser(subparsers: Any) -> None:
@@ -541,8 +525,8 @@ def convert_array(
 
 def run_convert_array(args: argparse.Namespace) -> int:
     """``ngff-resave convert-array``: one array of a prepared output (exit status)."""
-    source_spec = _spec(args, "input", args.input)
-    dest_spec = _spec(args, "output", args.output)
+    source_spec = location_spec(args, "input", args.input)
+    dest_spec = location_spec(args, "output", args.output)
     dest = open_store(dest_spec, for_writing=True)
     document, where = _load_details(args, dest)
     path = "" if args.array in (".", "/") else args.array.strip("/")
@@ -600,8 +584,8 @@ def finalize(
 def run_finalize(args: argparse.Namespace) -> int:
     """``ngff-resave finalize``: the last step of the scripts (exit status)."""
     result = finalize(
-        _spec(args, "input", args.input),
-        _spec(args, "output", args.output),
+        location_spec(args, "input", args.input),
+        location_spec(args, "output", args.output),
         workers=args.workers,
         verify=args.verify,
     )
