@@ -196,27 +196,25 @@ def codec_pool() -> ThreadPoolExecutor:
     return _pool
 
 
-def encode_blocks(
+def encode_stream(
     blocks: Iterator[np.ndarray | None], codec: Mapping[str, Any] | None
-) -> list[bytes | None]:
-    """Encode inner chunks in parallel on :func:`codec_pool`, in order.
+) -> Iterator[bytes | None]:
+    """Encode inner chunks in parallel on :func:`codec_pool`, yielding them in order.
 
-    At most two blocks per pool thread wait to be encoded, so memory stays bounded while the
-    caller assembles the next ones.
+    At most two blocks per pool thread are pulled ahead of the consumer, so memory stays
+    bounded by the chunks in flight while the caller writes the ones already encoded.
     """
     pool = codec_pool()
     window = 2 * (pool._max_workers or 1)
-    out: list[bytes | None] = []
     pending: deque[Future[bytes] | None] = deque()
     for block in blocks:
         pending.append(None if block is None else pool.submit(encode_inner, block, codec))
         while len(pending) >= window:
             head = pending.popleft()
-            out.append(None if head is None else head.result())
+            yield None if head is None else head.result()
     while pending:
         head = pending.popleft()
-        out.append(None if head is None else head.result())
-    return out
+        yield None if head is None else head.result()
 
 
 def decode_inner(

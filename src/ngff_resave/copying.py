@@ -30,7 +30,7 @@ from ngff_resave.chunkcodecs import (
     check_stored_chunk,
     check_stored_edges,
     decode_source_chunk,
-    encode_blocks,
+    encode_stream,
 )
 from ngff_resave.locations import FilePart, LocalStore, Store, StreamingWriteStore, join_key
 from ngff_resave.metadata.arrays import V2Array, fill_as_scalar, v3_chunk_key
@@ -135,18 +135,31 @@ def copy_shard(task: CopyTask) -> ShardOutcome:
         )
     if task.plan.path_taken == PATH_COPY:
         chunks, bytes_read = _copy_chunks(task)
+        data = build_shard(chunks)
+        if data is not None:
+            task.dest.write(task.shard_key, data)
+        written = 0 if data is None else len(data)
     else:
-        chunks, bytes_read = _reencode(task)
-    data = build_shard(chunks)
-    if data is not None:
-        task.dest.write(task.shard_key, data)
+        counts = [0]
+        encoded = _reencode(task, counts)
+        if isinstance(task.dest, StreamingWriteStore):
+            # Each inner chunk is written as soon as it is encoded: memory stays at the
+            # chunks in flight, not the shard.
+            count = len(inner_chunk_indices(task.plan, task.shard))
+            written = task.dest.write_parts(task.shard_key, shard_pieces(encoded, count))
+        else:
+            data = build_shard(list(encoded))
+            if data is not None:
+                task.dest.write(task.shard_key, data)
+            written = 0 if data is None else len(data)
+        bytes_read = counts[0]
     return ShardOutcome(
         task.path,
         task.shard_key,
         bytes_read,
-        len(data) if data is not None else 0,
+        written,
         raw_bytes,
-        data is not None,
+        written > 0,
         False,
         started,
         time.time() - started,
@@ -267,7 +280,15 @@ def _overlap(
     return tuple(dst_slices), tuple(src_slices)
 
 
-def _reencode(task: CopyTask) -> tuple[list[bytes | None], int]:
+def _reencode(task: CopyTask, counts: list[int]) -> Iterator[bytes | None]:
+    """The shard's encoded inner chunks in index order (``None``: not stored), lazily.
+
+    Source chunks are fetched in batches of :data:`STREAM_BATCH` as the inner chunks come to
+    need them, decoded once, and dropped as soon as no later inner chunk of the shard needs
+    them. An inner chunk that is exactly one source chunk (same shape, inside the array) is
+    the decoded source chunk itself: no fill, no copy. ``counts[0]`` is increased by the
+    stored bytes read.
+    """
     meta, plan = task.meta, task.plan
     out_grid = [math.ceil(n / c) for n, c in zip(plan.shape, plan.chunks, strict=True)]
     indices = inner_chunk_indices(plan, task.shard)
@@ -286,39 +307,65 @@ def _reencode(task: CopyTask) -> tuple[list[bytes | None], int]:
         needs.append(overlapping)
         for src in overlapping:
             refcount[src] = refcount.get(src, 0) + 1
-    order = list(refcount)
-    stored = dict(
-        zip(order, task.source.read_many([_source_key(task, s) for s in order]), strict=True)
-    )
-    bytes_read = sum(len(b) for b in stored.values() if b is not None)
+    order = list(refcount)  # first-needed order
+    stored: dict[tuple[int, ...], bytes | None] = {}
+    fetched = 0
+
+    def fetch_until(wanted: list[tuple[int, ...]]) -> None:
+        nonlocal fetched
+        while any(src not in stored for src in wanted):
+            batch = order[fetched : fetched + STREAM_BATCH]
+            fetched += len(batch)
+            keys = [_source_key(task, s) for s in batch]
+            for src, data in zip(batch, task.source.read_many(keys), strict=True):
+                stored[src] = data
+                counts[0] += 0 if data is None else len(data)
+
+    aligned = tuple(plan.chunks) == tuple(meta.chunks)
 
     def blocks() -> Iterator[np.ndarray | None]:
         """The shard's inner chunks, assembled from decoded source chunks (None: not stored)."""
         decoded: dict[tuple[int, ...], np.ndarray] = {}
         fill = fill_as_scalar(meta)
         for idx, needed in zip(indices, needs, strict=True):
-            if needed is None or all(stored[s] is None for s in needed):
-                for src in needed or []:
-                    refcount[src] -= 1
+            if needed is None:
                 yield None
                 continue
+            fetch_until(needed)
             lo = [i * c for i, c in zip(idx, plan.chunks, strict=True)]
             hi = [min(a + c, n) for a, c, n in zip(lo, plan.chunks, plan.shape, strict=True)]
-            block = np.full(plan.chunks, fill, dtype=meta.numpy_dtype)
-            for src in needed:
-                data = stored[src]
-                if data is not None:
+            present = [src for src in needed if stored[src] is not None]
+            inside = all(b - a == c for a, b, c in zip(lo, hi, plan.chunks, strict=True))
+            block: np.ndarray | None = None
+            if present and aligned and inside and len(needed) == 1:
+                src = needed[0]
+                block = decoded.pop(src, None)
+                if block is None:
+                    block = decode_source_chunk(
+                        meta, cast(bytes, stored[src]), task.source.describe(_source_key(task, src))
+                    )
+            elif present:
+                covered = inside and len(present) == len(needed)
+                block = (
+                    np.empty(plan.chunks, dtype=meta.numpy_dtype)
+                    if covered
+                    else np.full(plan.chunks, fill, dtype=meta.numpy_dtype)
+                )
+                for src in present:
                     if src not in decoded:
                         decoded[src] = decode_source_chunk(
-                            meta, data, task.source.describe(_source_key(task, src))
+                            meta,
+                            cast(bytes, stored[src]),
+                            task.source.describe(_source_key(task, src)),
                         )
                     dst_sl, src_sl = _overlap(lo, hi, src, meta.chunks)
                     block[dst_sl] = decoded[src][src_sl]
+            for src in needed:
                 refcount[src] -= 1
                 if refcount[src] == 0:
                     # Nothing else in this shard needs it: free the memory now.
                     decoded.pop(src, None)
-                    stored[src] = None if data is None else b""
+                    stored[src] = None
             yield block
 
-    return encode_blocks(blocks(), plan.codec), bytes_read
+    return encode_stream(blocks(), plan.codec)
