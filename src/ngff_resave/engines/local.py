@@ -11,6 +11,7 @@ from collections.abc import Callable, Iterable
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 
 from ngff_resave.copying import CopyTask, ShardOutcome, copy_shard
+from ngff_resave.engines.allocator import tune_allocator
 
 
 class ThreadEngine:
@@ -20,6 +21,7 @@ class ThreadEngine:
         self.workers = max(1, workers)
 
     def run(self, tasks: Iterable[CopyTask], on_done: Callable[[ShardOutcome], None]) -> None:
+        tune_allocator()
         iterator = iter(tasks)
         pending: set[Future[ShardOutcome]] = set()
         with ThreadPoolExecutor(self.workers, thread_name_prefix="ngff-resave") as pool:
