@@ -196,3 +196,19 @@ def test_published_samples(tmp_path: Path, name: str, materialize: Callable[[Pat
     samples.require_shared()
     src = materialize(tmp_path / "in.zarr")
     convert_and_check(src, tmp_path / "out.zarr")
+
+
+@pytest.mark.parametrize(
+    ("cap", "workers"),
+    [("1GiB", 2), ("201.5MiB", 1)],  # a task here holds at most 1.25 MiB
+    ids=["fits-two-workers", "one-worker"],
+)
+def test_max_memory_lowers_concurrency(tmp_path: Path, cap: str, workers: int) -> None:
+    """--max-memory: 200 MiB fixed + workers × task memory must fit, else fewer workers."""
+    src = builders.build_image(
+        tmp_path / "in.zarr", axes="zyx", shape=(8, 256, 256), chunks=(1, 128, 128)
+    )
+    report = tmp_path / "report.json"
+    args = ["--workers", "2", "--max-memory", cap, "--report", str(report)]
+    convert_and_check(src, tmp_path / "out.zarr", "--output-codec", "zstd", *args)
+    assert json.loads(report.read_text())["workers"] == workers

@@ -19,6 +19,7 @@ from ngff_resave.copying import (
     copy_shard,
     inner_chunk_indices,
     shard_indices,
+    task_memory,
 )
 from ngff_resave.discover import ArrayNode
 from ngff_resave.locations import LocalStore
@@ -184,3 +185,38 @@ def test_inner_chunk_indices_are_in_shard_index_order() -> None:
         PlanOptions(shards=(4, 4)),
     )
     assert inner_chunk_indices(data_plan, (1, 0)) == [(2, 0), (2, 1), (3, 0), (3, 1)]
+
+
+def _plan(
+    chunks: tuple[int, ...], shards: tuple[int, ...], output_chunks: tuple[int, ...] | None = None
+) -> tuple[Any, Any]:
+    meta = parse_v2_array(
+        {
+            "zarr_format": 2,
+            "shape": [64, 4096, 4096],
+            "chunks": list(chunks),
+            "dtype": "<u2",
+            "compressor": {"id": "blosc", "cname": "lz4", "clevel": 5, "shuffle": 1},
+            "fill_value": 0,
+            "order": "C",
+            "filters": None,
+        },
+        "a",
+    )
+    codec = BLOSC_ZSTD if output_chunks is None else None
+    options = PlanOptions(chunks=output_chunks, shards=shards, codec=codec, codec_given=True)
+    return plan_array(ArrayNode("a", meta, {}), options), meta
+
+
+def test_task_memory_is_far_below_the_shard_when_it_streams() -> None:
+    mib = 1024 * 1024
+    window = 2 * (codec_pool()._max_workers or 1)
+    plan, meta = _plan((1, 1024, 1024), (16, 4096, 4096))  # 512 MiB shards of 2 MiB chunks
+    assert task_memory(plan, meta) == 32 * 2 * mib + 2 * window * 2 * mib
+    # Inner chunks that are not the source chunks: decoded source chunks may wait (a shard).
+    plan, meta = _plan((1, 1024, 1024), (16, 4096, 4096), (4, 512, 512))
+    assert task_memory(plan, meta) == 32 * 2 * mib + 2 * window * 2 * mib + 512 * mib
+    plan, meta = _plan((1, 1024, 1024), (1, 1024, 1024), (1, 512, 512))
+    assert task_memory(plan, meta) == 2 * 2 * mib  # never above stored + encoded shard
+    plan, meta = _plan((1, 64, 64), (8, 2048, 2048), (2, 512, 512))
+    assert task_memory(plan, meta) == 32 * 8 * 1024 + 2 * window * 1 * mib + 64 * mib

@@ -196,6 +196,11 @@ def codec_pool() -> ThreadPoolExecutor:
     return _pool
 
 
+def encode_window() -> int:
+    """Inner chunks one task keeps in flight on the codec pool: two per pool thread."""
+    return 2 * (codec_pool()._max_workers or 1)
+
+
 def encode_stream(
     blocks: Iterator[np.ndarray | None], codec: Mapping[str, Any] | None
 ) -> Iterator[bytes | None]:
@@ -205,7 +210,7 @@ def encode_stream(
     bounded by the chunks in flight while the caller writes the ones already encoded.
     """
     pool = codec_pool()
-    window = 2 * (pool._max_workers or 1)
+    window = encode_window()
     pending: deque[Future[bytes] | None] = deque()
     for block in blocks:
         pending.append(None if block is None else pool.submit(encode_inner, block, codec))

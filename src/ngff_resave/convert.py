@@ -18,7 +18,7 @@ import math
 import os
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -26,7 +26,7 @@ import psutil
 
 from ngff_resave import __version__
 from ngff_resave.chunkcodecs import check_source_codecs
-from ngff_resave.copying import CopyTask, ShardOutcome, shard_indices
+from ngff_resave.copying import CopyTask, ShardOutcome, shard_indices, task_memory
 from ngff_resave.discover import ArrayNode, Inventory, discover, read_json
 from ngff_resave.engines import Engine
 from ngff_resave.engines.local import ThreadEngine
@@ -62,6 +62,8 @@ from ngff_resave.verify import verify_data
 log = logging.getLogger("ngff_resave")
 
 RUN_MARKER = ".ngff-resave-run.json"
+#: Memory budgeted for everything but the copy tasks (interpreter, libraries, metadata).
+FIXED_MEMORY = 200 * 1024 * 1024
 VerifyMode = Literal["none", "sample", "full"]
 
 
@@ -119,19 +121,20 @@ def default_workers() -> int:
 
 
 def effective_workers(
-    options: ConvertOptions, plans: Sequence[ArrayPlan], itemsize: dict[str, int]
+    options: ConvertOptions, plans: Sequence[ArrayPlan], nodes: Mapping[str, ArrayNode]
 ) -> int:
-    """Workers after the memory cap: each in-flight task holds about two shards' bytes.
+    """Workers after the memory cap (``--max-memory``).
 
-    Peak memory ≈ fixed overhead + workers × 2 × (largest uncompressed shard): the
-    compressed source chunks of the shard, its decoded pieces and the encoded result.
+    Peak memory ≈ fixed overhead (interpreter, libraries, metadata: 200 MiB budgeted) +
+    workers × the largest :func:`~ngff_resave.copying.task_memory` of the plan. At least one
+    task is always in flight.
     """
     workers = options.workers or default_workers()
     if options.max_memory is None or not plans:
         return workers
-    largest = max(math.prod(p.shards) * itemsize[p.path] for p in plans)
-    budget = options.max_memory - 200 * 1024 * 1024  # interpreter, libraries, metadata
-    fit = max(1, budget // max(1, 2 * largest))
+    largest = max(task_memory(p, nodes[p.path].meta) for p in plans)
+    budget = options.max_memory - FIXED_MEMORY
+    fit = max(1, budget // max(1, largest))
     if fit < workers:
         log.info("--max-memory allows %d concurrent shards (of %d workers)", fit, workers)
     return int(min(workers, fit))
@@ -254,11 +257,10 @@ def convert(options: ConvertOptions, progress: Progress | None = None) -> Conver
     dest = open_store(options.output, for_writing=True)
     check_locations(source, dest)
     resuming = prepare_output(dest, options, details)
-    itemsize = {n.path: n.meta.itemsize for n in inventory.arrays}
-    workers = effective_workers(options, plans, itemsize)
+    nodes = {n.path: n for n in inventory.arrays}
+    workers = effective_workers(options, plans, nodes)
     report = RunReport(__version__, source.url, dest.url, started_at, workers)
     report.warnings = warnings
-    nodes = {n.path: n for n in inventory.arrays}
     for plan in plans:
         report.arrays[plan.path] = ArrayStats(
             plan.path, plan.path_taken, plan.reason, plan.shard_count
@@ -281,7 +283,7 @@ def convert(options: ConvertOptions, progress: Progress | None = None) -> Conver
                     source, dest, template.path, template.meta, template.plan, shard, resuming
                 )
 
-    total_raw = sum(math.prod(p.shape) * itemsize[p.path] for p in plans)
+    total_raw = sum(math.prod(p.shape) * nodes[p.path].meta.itemsize for p in plans)
     progress.start(sum(p.shard_count for p in plans), total_raw)
     with MemorySampler() as sampler:
 

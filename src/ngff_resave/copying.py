@@ -29,17 +29,22 @@ import numpy as np
 from ngff_resave.chunkcodecs import (
     check_stored_chunk,
     check_stored_edges,
+    chunk_nbytes,
     decode_source_chunk,
     encode_stream,
+    encode_window,
 )
 from ngff_resave.locations import FilePart, LocalStore, Store, StreamingWriteStore, join_key
 from ngff_resave.metadata.arrays import V2Array, fill_as_scalar, v3_chunk_key
 from ngff_resave.planning import PATH_COPY, ArrayPlan
 from ngff_resave.shards import EMPTY, build_shard
 
-#: Source chunks fetched per ``read_many`` while streaming a shard to an object store: the
-#: next batch is fetched while the parts of the previous one upload.
+#: Source chunks fetched per ``read_many`` while streaming a shard (to an object store, the
+#: next batch is fetched while the parts of the previous one upload; re-encoding, they are
+#: decoded one by one as the inner chunks need them).
 STREAM_BATCH = 32
+#: Bytes an object store's multipart upload buffers per shard (parts in flight).
+UPLOAD_BUFFER = 32 * 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -73,6 +78,27 @@ class ShardOutcome:
     started: float
     seconds: float
     cpu_seconds: float
+
+
+def task_memory(plan: ArrayPlan, meta: V2Array) -> int:
+    """Upper bound of the bytes one copy task of this array holds at once (``--max-memory``).
+
+    * fast path: one batch of stored source chunks (at most their uncompressed size) and the
+      upload buffer (local to local, the kernel copies the files: less);
+    * re-encode: one batch of stored source chunks, the inner chunks in the encoder's window
+      (decoded and encoded, see :func:`~ngff_resave.chunkcodecs.encode_stream`) and, when the
+      inner chunk is not the source chunk, the decoded source chunks still needed by later
+      inner chunks (at most one shard);
+    * never more than the whole shard twice (stored source + encoded result), the bound when
+      the destination cannot stream.
+    """
+    shard = math.prod(plan.shards) * meta.itemsize
+    batch = STREAM_BATCH * chunk_nbytes(meta)
+    if plan.path_taken == PATH_COPY:
+        return min(2 * shard, batch + UPLOAD_BUFFER)
+    inner = math.prod(plan.chunks) * meta.itemsize
+    held = 0 if tuple(plan.chunks) == tuple(meta.chunks) else shard
+    return min(2 * shard, batch + 2 * encode_window() * inner + held)
 
 
 def inner_chunk_indices(plan: ArrayPlan, shard: Sequence[int]) -> list[tuple[int, ...]]:
