@@ -305,8 +305,13 @@ def ensure_reference_venv() -> Path:
 
 
 def ngff_resave_exe() -> list[str] | None:
-    """The ngff-resave command, if its `convert` subcommand exists yet."""
-    exe = shutil.which("ngff-resave")
+    """The ngff-resave command, if its `convert` subcommand exists yet.
+
+    The script installed beside this interpreter first (a version manager's shim on PATH,
+    e.g. pyenv's, would add its own shell start-up to every timed run), else PATH, else -m.
+    """
+    beside = Path(sys.executable).parent / "ngff-resave"
+    exe = str(beside) if beside.exists() else shutil.which("ngff-resave")
     cmd = [exe] if exe else [sys.executable, "-m", "ngff_resave"]
     probe = subprocess.run([*cmd, "convert", "--help"], capture_output=True, text=True)
     if probe.returncode != 0 or "usage" not in (probe.stdout + probe.stderr).lower():
