@@ -20,7 +20,7 @@ from ngff_resave.convert import ConvertOptions, Progress, convert, default_worke
 from ngff_resave.copying import ShardOutcome
 from ngff_resave.crateoptions import CrateOptions, add_crate_arguments, crate_options_from_args
 from ngff_resave.discover import Inventory, read_json
-from ngff_resave.engines.dask import add_dask_arguments, engine_from_args
+from ngff_resave.engines.dask import add_dask_arguments, engine_from_args, max_memory_conflict
 from ngff_resave.errors import InputError, ResaveError, VerificationError
 from ngff_resave.locations import Store, open_store
 from ngff_resave.metadata.ome import migrate_attributes
@@ -287,6 +287,9 @@ def _run_convert(args: argparse.Namespace) -> int:
             raise UsageError("--output-chunks and --output-shards must have the same length")
     if args.workers < 0:
         raise UsageError("--workers must be 0 (one per core) or more")
+    conflict = max_memory_conflict(args)
+    if conflict:
+        raise UsageError(conflict)
     crate_options = crate_options_from_args(args)
     crate_writer = None
     if _crate_requested(args, crate_options) and not args.output_write_details:

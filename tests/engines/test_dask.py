@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 
+from ngff_resave.cli import main
 from ngff_resave.convert import ConvertOptions, convert
 from ngff_resave.copying import CopyTask, ShardOutcome, copy_shard
 from ngff_resave.engines.dask import (
@@ -225,3 +226,36 @@ def test_slurm_job_script() -> None:
     assert "#SBATCH --mem=30G" in script  # 32 GB as GiB, as dask-jobqueue writes it
     assert "#SBATCH -J ngff-resave-worker" in script
     assert "distributed.cli.dask_worker" in script
+
+
+def test_max_memory_is_shared_among_local_dask_workers() -> None:
+    parser = argparse.ArgumentParser()
+    add_dask_arguments(parser)
+    parser.add_argument("--max-memory")
+    args = parser.parse_args(["--dask-workers", "2", "--max-memory", "1GiB"])
+    engine, close = engine_from_args(args, workers=2)
+    try:
+        assert isinstance(engine, DaskEngine)
+        limits = {w["memory_limit"] for w in engine.client.scheduler_info()["workers"].values()}
+        assert limits == {512 * 1024 * 1024}
+    finally:
+        close()
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--slurm-jobs", "2"], "use --slurm-memory"),
+        (["--dask-scheduler", "tcp://127.0.0.1:1"], "workers' own memory limits"),
+    ],
+    ids=["slurm", "scheduler"],
+)
+def test_max_memory_on_a_cluster_is_a_usage_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], argv: list[str], message: str
+) -> None:
+    src = build_image(tmp_path / "in.zarr")
+    argv = ["convert", str(src), str(tmp_path / "out.zarr"), "--max-memory", "2GiB", *argv]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err
+    assert not (tmp_path / "out.zarr").exists()

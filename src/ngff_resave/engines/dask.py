@@ -215,15 +215,24 @@ def slurm_cluster(
     return cluster
 
 
-def local_cluster(n_workers: int, threads_per_worker: int) -> Any:
-    """A ``distributed.LocalCluster`` of worker processes on 127.0.0.1, no dashboard."""
+def local_cluster(n_workers: int, threads_per_worker: int, memory_limit: int | None = None) -> Any:
+    """A ``distributed.LocalCluster`` of worker processes on 127.0.0.1, no dashboard.
+
+    The scheduler's HTTP endpoints (metrics, health) take a free port on 127.0.0.1, not the
+    fixed 8787: two conversions on one machine do not collide.
+
+    ``memory_limit`` (bytes per worker process; default: Dask's share of the machine) is
+    enforced by each worker's nanny: paused at 80 %, restarted at 95 %.
+    """
     distributed = _distributed()
     return distributed.LocalCluster(
         n_workers=n_workers,
         threads_per_worker=max(1, threads_per_worker),
         processes=True,
         host="127.0.0.1",
-        dashboard_address=None,
+        dashboard_address="127.0.0.1:0",
+        scheduler_kwargs={"dashboard": False},
+        memory_limit="auto" if memory_limit is None else memory_limit,
     )
 
 
@@ -242,6 +251,20 @@ def _nothing() -> None:
     pass
 
 
+def max_memory_conflict(args: argparse.Namespace) -> str | None:
+    """Why ``--max-memory`` cannot be kept with these Dask options (None: it can)."""
+    if not getattr(args, "max_memory", None) or getattr(args, "dask_workers", None):
+        return None
+    if getattr(args, "slurm_jobs", None):
+        return "--max-memory caps this machine's workers; for SLURM jobs use --slurm-memory"
+    if getattr(args, "dask_scheduler", None):
+        return (
+            "--max-memory caps this machine's workers; on an existing Dask cluster the "
+            "workers' own memory limits apply"
+        )
+    return None
+
+
 def engine_from_args(
     args: argparse.Namespace, workers: int
 ) -> tuple[Engine | None, Callable[[], None]]:
@@ -249,13 +272,17 @@ def engine_from_args(
 
     Returns ``(None, no-op)`` when no Dask option was given (the caller uses its thread
     engine). ``workers`` is ``--workers`` (0 = one per core): with ``--dask-workers N`` the
-    local cluster gets ``workers // N`` threads per process (at least one).
+    local cluster gets ``workers // N`` threads per process (at least one), and
+    ``--max-memory`` is shared among its N processes as their Dask memory limit. Elsewhere the
+    cluster's own limits rule (``--slurm-memory`` for SLURM jobs): the CLI refuses
+    ``--max-memory`` there (:func:`max_memory_conflict`).
     """
     scheduler = getattr(args, "dask_scheduler", None)
     n_local = getattr(args, "dask_workers", None)
     n_jobs = getattr(args, "slurm_jobs", None)
     if scheduler is None and n_local is None and n_jobs is None:
         return None, _nothing
+    max_memory = getattr(args, "max_memory", None)
     distributed = _distributed()
     if scheduler is not None:
         client = distributed.Client(scheduler)
@@ -266,7 +293,12 @@ def engine_from_args(
             from ngff_resave.convert import default_workers
 
             workers = default_workers()
-        cluster = local_cluster(n_local, workers // n_local)
+        limit = None
+        if max_memory:
+            from ngff_resave.planning import parse_size
+
+            limit = max(1, parse_size(max_memory) // n_local)
+        cluster = local_cluster(n_local, workers // n_local, limit)
         client = distributed.Client(cluster)
         log.info("started a local Dask cluster of %d worker processes", n_local)
         return DaskEngine(client), _closer(client, cluster)
@@ -292,5 +324,6 @@ __all__ = [
     "add_dask_arguments",
     "engine_from_args",
     "local_cluster",
+    "max_memory_conflict",
     "slurm_cluster",
 ]
