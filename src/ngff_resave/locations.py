@@ -24,7 +24,7 @@ import uuid
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO, Protocol, runtime_checkable
+from typing import Protocol, runtime_checkable
 
 from ngff_resave.errors import NodeNotFoundError, ResaveError, StorageError, UnsafePathError
 
@@ -198,14 +198,15 @@ class LocalStore:
         wrote_any = False
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
-            with open(tmp, "wb") as fh:
+            # Unbuffered: bytes go straight to the file and the kernel's copies append at the
+            # file offset, with no buffer to flush or position to resync per part.
+            with open(tmp, "wb", buffering=0) as fh:
                 for part in parts:
                     wrote_any = True
                     if isinstance(part, FilePart):
-                        fh.flush()
-                        size += _copy_file_into(part, fh)
+                        size += _copy_file_into(part, fh.fileno())
                     else:
-                        size += fh.write(part)
+                        size += _write_all(fh.fileno(), part)
             if not wrote_any:
                 tmp.unlink()
                 return 0
@@ -303,32 +304,41 @@ class LocalStore:
         return target != root and root not in target.parents
 
 
-def _copy_file_into(part: FilePart, out: BinaryIO) -> int:
-    """Append the file ``part`` to the open file ``out`` in the kernel (copy_file_range).
+def _write_all(fd: int, data: bytes) -> int:
+    """Write all of ``data`` at the file offset of ``fd`` (a write may be partial)."""
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view) :]
+    return len(data)
 
-    Falls back to a buffered copy where the file systems do not support it.
+
+def _copy_file_into(part: FilePart, out: int) -> int:
+    """Append the file ``part`` to the open file descriptor ``out`` in the kernel.
+
+    ``copy_file_range`` moves the bytes without bringing them into Python; where the file
+    systems do not support it, a plain read/write loop does the same.
     """
     copied = 0
-    with open(part.path, "rb") as src:
+    src = os.open(part.path, os.O_RDONLY)
+    try:
         try:
             while copied < part.size:
-                n = os.copy_file_range(src.fileno(), out.fileno(), part.size - copied)
+                n = os.copy_file_range(src, out, part.size - copied)
                 if n == 0:
                     break
                 copied += n
         except OSError as exc:
             if exc.errno not in (errno.EXDEV, errno.ENOSYS, errno.EINVAL, errno.EOPNOTSUPP):
                 raise
-            src.seek(copied)
-            out.seek(0, os.SEEK_END)
-            while chunk := src.read(min(8 << 20, part.size - copied)):
-                out.write(chunk)
-                copied += len(chunk)
-                if copied >= part.size:
+            while copied < part.size:
+                chunk = os.pread(src, min(8 << 20, part.size - copied), copied)
+                if not chunk:
                     break
+                copied += _write_all(out, chunk)
+    finally:
+        os.close(src)
     if copied != part.size:
         raise StorageError(f"{part.path}: changed size while being copied; rerun the conversion")
-    out.seek(0, os.SEEK_END)
     return copied
 
 
