@@ -10,7 +10,7 @@ import json
 import os
 import threading
 from collections import deque
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from functools import lru_cache
 from typing import Any, Literal
@@ -39,9 +39,21 @@ def _codec_from_json(config_json: str) -> Codec:
         ) from exc
 
 
+#: Codecs by the identity of the (never mutated) configuration mapping they were built from:
+#: a run asks for the same few mappings once per chunk, and JSON-encoding them each time
+#: showed up in profiles of arrays with small chunks.
+_by_identity: dict[int, tuple[Mapping[str, Any], Codec]] = {}
+
+
 def v2_codec(config: Mapping[str, Any]) -> Codec:
     """The numcodecs codec of a v2 ``compressor``/``filters`` entry (cached)."""
-    return _codec_from_json(json.dumps(dict(config), sort_keys=True))
+    hit = _by_identity.get(id(config))
+    if hit is not None and hit[0] is config:
+        return hit[1]
+    codec = _codec_from_json(json.dumps(dict(config), sort_keys=True))
+    if len(_by_identity) < 1024:
+        _by_identity[id(config)] = (config, codec)  # keeps config alive: its id stays unique
+    return codec
 
 
 def _as_uint8(raw: Any) -> np.ndarray:
@@ -61,7 +73,17 @@ def check_source_codecs(meta: V2Array, where: str) -> None:
 
 
 def v3_codec(codec: Mapping[str, Any]) -> Codec:
-    """The numcodecs codec that encodes like the v3 compression codec ``codec``."""
+    """The numcodecs codec that encodes like the v3 compression codec ``codec`` (cached)."""
+    hit = _by_identity.get(id(codec))
+    if hit is not None and hit[0] is codec:
+        return hit[1]
+    result = _v3_codec(codec)
+    if len(_by_identity) < 1024:
+        _by_identity[id(codec)] = (codec, result)
+    return result
+
+
+def _v3_codec(codec: Mapping[str, Any]) -> Codec:
     name = codec["name"]
     config = dict(codec.get("configuration") or {})
     if name == "blosc":
@@ -91,7 +113,14 @@ def chunk_nbytes(meta: V2Array) -> int:
     return n
 
 
-def decode_source_chunk(meta: V2Array, data: bytes, where: str) -> np.ndarray:
+Where = str | Callable[[], str]
+
+
+def _where(where: Where) -> str:
+    return where if isinstance(where, str) else where()
+
+
+def decode_source_chunk(meta: V2Array, data: bytes, where: Where) -> np.ndarray:
     """Decode one stored v2 chunk to a C-ordered array of the chunk shape.
 
     Corrupt or truncated bytes raise :class:`CorruptChunkError` naming ``where`` (the chunk
@@ -111,21 +140,21 @@ def decode_source_chunk(meta: V2Array, data: bytes, where: str) -> np.ndarray:
         raise
     except Exception as exc:  # numcodecs raises RuntimeError/ValueError on corrupt input
         raise CorruptChunkError(
-            f"{where}: chunk cannot be decoded ({exc}); the stored bytes are corrupt or "
+            f"{_where(where)}: chunk cannot be decoded ({exc}); the stored bytes are corrupt or "
             "truncated — restore the chunk from a backup"
         ) from exc
     expected = chunk_nbytes(meta)
     if buf.nbytes != expected:
         raise CorruptChunkError(
-            f"{where}: chunk decodes to {buf.nbytes} bytes, expected {expected}; the stored "
-            "bytes are corrupt or truncated — restore the chunk from a backup"
+            f"{_where(where)}: chunk decodes to {buf.nbytes} bytes, expected {expected}; the "
+            "stored bytes are corrupt or truncated — restore the chunk from a backup"
         )
     order: Literal["C", "F"] = "F" if meta.order == "F" else "C"
     array = buf.view(meta.numpy_dtype).reshape(meta.chunks, order=order)
     return np.ascontiguousarray(array)
 
 
-def check_stored_chunk(meta: V2Array, data: bytes, where: str) -> None:
+def check_stored_chunk(meta: V2Array, data: bytes, where: Where) -> None:
     """Cheap integrity check of a chunk copied without decoding (fast path).
 
     Blosc frames record their compressed and uncompressed sizes in the header, gzip its
@@ -135,7 +164,7 @@ def check_stored_chunk(meta: V2Array, data: bytes, where: str) -> None:
     check_stored_edges(meta, len(data), data[:16], data[-4:], where)
 
 
-def check_stored_edges(meta: V2Array, size: int, head: bytes, tail: bytes, where: str) -> None:
+def check_stored_edges(meta: V2Array, size: int, head: bytes, tail: bytes, where: Where) -> None:
     """:func:`check_stored_chunk` from a chunk's size, first 16 and last 4 bytes only.
 
     That is all the check reads, so a chunk copied file to file by the kernel is checked
@@ -146,27 +175,27 @@ def check_stored_edges(meta: V2Array, size: int, head: bytes, tail: bytes, where
     if comp is None:
         if size != expected:
             raise CorruptChunkError(
-                f"{where}: uncompressed chunk is {size} bytes, expected {expected}"
+                f"{_where(where)}: uncompressed chunk is {size} bytes, expected {expected}"
             )
         return
     cid = comp["id"]
     if cid == "blosc":
         if size < 16:
-            raise CorruptChunkError(f"{where}: blosc chunk is truncated ({size} bytes)")
+            raise CorruptChunkError(f"{_where(where)}: blosc chunk is truncated ({size} bytes)")
         nbytes = int.from_bytes(head[4:8], "little")
         cbytes = int.from_bytes(head[12:16], "little")
         if cbytes != size or nbytes != expected:
             raise CorruptChunkError(
-                f"{where}: blosc chunk header says {cbytes} bytes holding {nbytes}, but it is "
-                f"{size} bytes and should hold {expected}; corrupt or truncated"
+                f"{_where(where)}: blosc chunk header says {cbytes} bytes holding {nbytes}, but "
+                f"it is {size} bytes and should hold {expected}; corrupt or truncated"
             )
     elif cid == "gzip":
         if size < 18 or head[:2] != b"\x1f\x8b":
-            raise CorruptChunkError(f"{where}: not a gzip stream (corrupt chunk)")
+            raise CorruptChunkError(f"{_where(where)}: not a gzip stream (corrupt chunk)")
         if int.from_bytes(tail, "little") != expected % 2**32:
-            raise CorruptChunkError(f"{where}: gzip chunk size mismatch (truncated?)")
+            raise CorruptChunkError(f"{_where(where)}: gzip chunk size mismatch (truncated?)")
     elif cid == "zstd" and head[:4] != b"\x28\xb5\x2f\xfd":
-        raise CorruptChunkError(f"{where}: not a zstd frame (corrupt chunk)")
+        raise CorruptChunkError(f"{_where(where)}: not a zstd frame (corrupt chunk)")
 
 
 def encode_inner(array: np.ndarray, codec: Mapping[str, Any] | None) -> bytes:

@@ -16,10 +16,11 @@ Two paths (chosen by the plan, see :mod:`ngff_resave.planning`):
 
 from __future__ import annotations
 
+import functools
 import itertools
 import math
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import cast
 
@@ -124,6 +125,11 @@ def shard_indices(plan: ArrayPlan) -> Iterator[tuple[int, ...]]:
 
 def _source_key(task: CopyTask, index: Sequence[int]) -> str:
     return join_key(task.path, task.meta.chunk_key(index))
+
+
+def _describer(task: CopyTask, index: Sequence[int]) -> Callable[[], str]:
+    """Where a source chunk is, for an error message: only worked out if one is raised."""
+    return lambda: task.source.describe(_source_key(task, index))
 
 
 def copy_shard(task: CopyTask) -> ShardOutcome:
@@ -247,7 +253,9 @@ def _stream_chunks(task: CopyTask, dest: StreamingWriteStore) -> tuple[int, int]
                 yield None
                 continue
             part, head, tail = edges
-            check_stored_edges(task.meta, part.size, head, tail, store.describe(key))
+            check_stored_edges(
+                task.meta, part.size, head, tail, functools.partial(store.describe, key)
+            )
             bytes_read += part.size
             yield part
 
@@ -261,7 +269,7 @@ def _stream_chunks(task: CopyTask, dest: StreamingWriteStore) -> tuple[int, int]
             for idx, ok in zip(batch, inside, strict=True):
                 data = next(fetched) if ok else None
                 if data is not None:
-                    check_stored_chunk(task.meta, data, source.describe(_source_key(task, idx)))
+                    check_stored_chunk(task.meta, data, _describer(task, idx))
                     bytes_read += len(data)
                 yield data
 
@@ -286,7 +294,7 @@ def _copy_chunks(task: CopyTask) -> tuple[list[bytes | None], int]:
     for idx, ok in zip(indices, inside, strict=True):
         data = next(fetched) if ok else None
         if data is not None:
-            check_stored_chunk(task.meta, data, task.source.describe(_source_key(task, idx)))
+            check_stored_chunk(task.meta, data, _describer(task, idx))
             bytes_read += len(data)
         chunks.append(data)
     return chunks, bytes_read
@@ -304,6 +312,17 @@ def _overlap(
         dst_slices.append(slice(start - a, stop - a))
         src_slices.append(slice(start - s * c, stop - s * c))
     return tuple(dst_slices), tuple(src_slices)
+
+
+def _fill_beyond(block: np.ndarray, extent: Sequence[int], fill: object) -> None:
+    """Set ``fill`` everywhere in ``block`` outside the box ``[0, extent)`` (an edge chunk).
+
+    The complement of the box is cut into one slab per axis, so only the padding is written.
+    """
+    for d, (e, n) in enumerate(zip(extent, block.shape, strict=True)):
+        if e < n:
+            slab = (*(slice(0, x) for x in extent[:d]), slice(e, None))
+            block[slab] = fill
 
 
 def _reencode(task: CopyTask, counts: list[int]) -> Iterator[bytes | None]:
@@ -368,10 +387,10 @@ def _reencode(task: CopyTask, counts: list[int]) -> Iterator[bytes | None]:
                 block = decoded.pop(src, None)
                 if block is None:
                     block = decode_source_chunk(
-                        meta, cast(bytes, stored[src]), task.source.describe(_source_key(task, src))
+                        meta, cast(bytes, stored[src]), _describer(task, src)
                     )
             elif present:
-                covered = inside and len(present) == len(needed)
+                covered = len(present) == len(needed)  # the sources tile the in-array part
                 block = (
                     np.empty(plan.chunks, dtype=meta.numpy_dtype)
                     if covered
@@ -380,12 +399,12 @@ def _reencode(task: CopyTask, counts: list[int]) -> Iterator[bytes | None]:
                 for src in present:
                     if src not in decoded:
                         decoded[src] = decode_source_chunk(
-                            meta,
-                            cast(bytes, stored[src]),
-                            task.source.describe(_source_key(task, src)),
+                            meta, cast(bytes, stored[src]), _describer(task, src)
                         )
                     dst_sl, src_sl = _overlap(lo, hi, src, meta.chunks)
                     block[dst_sl] = decoded[src][src_sl]
+                if covered and not inside:
+                    _fill_beyond(block, [b - a for a, b in zip(lo, hi, strict=True)], fill)
             for src in needed:
                 refcount[src] -= 1
                 if refcount[src] == 0:

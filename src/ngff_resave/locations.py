@@ -161,22 +161,39 @@ class LocalStore:
         return True
 
     def _path(self, key: str) -> Path:
+        return Path(self._fspath(key))
+
+    def _fspath(self, key: str) -> str:
+        """The file system path of ``key`` as a string (pathlib costs ~70 µs a chunk)."""
         check_key(key)
-        return Path(self.root, *key.split("/")) if key else Path(self.root)
+        return os.path.join(self.root, *key.split("/")) if key else self.root
 
     def describe(self, key: str) -> str:
-        return str(self._path(key))
+        return self._fspath(key)
 
     def read(self, key: str) -> bytes | None:
-        path = self._path(key)
+        path = self._fspath(key)
         try:
-            return path.read_bytes()
-        except (FileNotFoundError, NotADirectoryError):
+            fd = os.open(path, os.O_RDONLY)
+        except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
             return None
+        except OSError as exc:
+            raise StorageError(f"cannot read {path}: {exc.strerror or exc}") from exc
+        try:
+            size = os.fstat(fd).st_size
+            data = os.read(fd, size + 1)  # one call for a regular file; more if it grew
+            if len(data) <= size:
+                return data
+            parts = [data]
+            while block := os.read(fd, 1 << 20):
+                parts.append(block)
+            return b"".join(parts)
         except IsADirectoryError:
             return None
         except OSError as exc:
             raise StorageError(f"cannot read {path}: {exc.strerror or exc}") from exc
+        finally:
+            os.close(fd)
 
     def read_many(self, keys: list[str]) -> list[bytes | None]:
         # Local reads are fast and the engine already runs one task per worker thread.
@@ -227,7 +244,7 @@ class LocalStore:
         A negative offset counts from the end. Verification reads a shard's index and a few
         inner chunks this way instead of the whole shard.
         """
-        path = self._path(key)
+        path = self._fspath(key)
         try:
             fd = os.open(path, os.O_RDONLY)
         except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
@@ -253,7 +270,7 @@ class LocalStore:
         ``None`` when there is no file. Lets the fast path check a chunk's header and copy it
         file to file without reading it into Python.
         """
-        path = self._path(key)
+        path = self._fspath(key)
         try:
             fd = os.open(path, os.O_RDONLY)
         except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
@@ -266,7 +283,7 @@ class LocalStore:
             tail = os.pread(fd, 4, max(0, size - 4))
         finally:
             os.close(fd)
-        return FilePart(str(path), size), head, tail
+        return FilePart(path, size), head, tail
 
     def list_children(self, prefix: str) -> list[str]:
         path = self._path(prefix)
