@@ -5,7 +5,8 @@ One command from a fresh clone (after ``pip install -e .``)::
     python benchmarks/run.py            # full: 2 GiB inputs, median of 3
     python benchmarks/run.py --quick    # smoke test: 128 MiB input, 1 repeat
 
-For each input it runs, one after another and in this process tree:
+For each input it runs, one after another and in this process tree, round-robin (every tool
+once, then every tool again, --repeat times):
 
 * ``cp``        ``cp -r IN OUT``: the physical floor (read + write every byte once)
 * ``fast``      ``ngff-resave convert IN OUT --output-overwrite`` (default: fast path)
@@ -490,18 +491,27 @@ def run_case(
     out.parent.mkdir(parents=True, exist_ok=True)
     cmds = commands(case, out, resave, ref, workers)
     results: list[RunResult] = []
+    runnable = []
     for tool in tools:
-        argv = cmds[tool]
-        if argv is None:
+        if cmds[tool] is None:
             why = (
                 "`ngff-resave convert` is not available yet"
                 if tool in ("fast", "reencode")
                 else "reference converter not set up"
             )
             print(f"  {tool:<9} SKIP: {why}")
-            continue
-        runs = repeat if cold else repeat + 1  # warm cache: a discarded warm-up run first
-        for i in range(runs):
+        else:
+            runnable.append(tool)
+    failed: set[str] = set()
+    runs = repeat if cold else repeat + 1  # warm cache: a discarded warm-up run first
+    # Round-robin (every tool once, then again): on a shared machine whose speed drifts over
+    # minutes, each tool's median then comes from the same stretches of time as the others'.
+    for i in range(runs):
+        for tool in runnable:
+            if tool in failed:
+                continue
+            argv = cmds[tool]
+            assert argv is not None
             remove(out)
             if quiet_wait:
                 wait_until_quiet(quiet_wait)
@@ -540,11 +550,10 @@ def run_case(
             )
             if not ok:
                 print(f"            log: {log}")
+                failed.add(tool)  # a failing tool fails every time: do not waste the machine
             if not warmup:
                 results.append(r)
-            if not ok:
-                break  # a failing tool fails every time: do not waste the machine on it
-        remove(out)
+            remove(out)
     return results
 
 
