@@ -195,6 +195,29 @@ def test_local_to_s3(s3: S3Server, tmp_path: Path) -> None:
     judge(src, download(s3, bucket, "out.zarr", tmp_path / "out.zarr"))
 
 
+@pytest.mark.parametrize(
+    "extra",
+    [["--output-codec", "zstd:3"], ["--output-chunks", "1,3,20,24", "--output-codec", "gzip:1"]],
+    ids=["same-chunks", "other-chunks"],
+)
+def test_reencode_streams_shards_to_s3(s3: S3Server, tmp_path: Path, extra: list[str]) -> None:
+    """Re-encoded inner chunks go to S3 as they are encoded (multipart), read back equal."""
+    src = builders.build_image(
+        tmp_path / "in.zarr",
+        axes="czyx",
+        shape=(2, 6, 45, 50),
+        chunks=(1, 3, 16, 16),
+        missing_chunks=True,
+    )
+    bucket = s3.unique_bucket("out")
+    args = ["convert", str(src), "out.zarr", "-q", "--verify", "full", "--output-bucket", bucket]
+    assert main([*args, *extra, *endpoint_args(s3, "output")]) == 0
+    out = download(s3, bucket, "out.zarr", tmp_path / "out.zarr")
+    judge(src, out)
+    codecs = json.loads((out / "0" / "zarr.json").read_text())["codecs"]
+    assert codecs[0]["configuration"]["codecs"][1]["name"] == extra[-1].split(":")[0]
+
+
 def test_url_form_and_validate(
     s3: S3Server, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
