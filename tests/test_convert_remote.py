@@ -547,19 +547,6 @@ def test_credentials_never_leak(
 # --------------------------------------------------------------------------- streamed shards
 
 
-@pytest.mark.parametrize(
-    "chunks",
-    [[b"abc", None, b"de"], [None, None], [b"", b"x"], [None, b"only"]],
-    ids=["mixed", "empty", "zero-length-chunk", "one"],
-)
-def test_streamed_shard_bytes_equal_the_built_shard(chunks: list[bytes | None]) -> None:
-    from ngff_resave.copying import shard_pieces
-    from ngff_resave.shards import build_shard
-
-    streamed = b"".join(shard_pieces(iter(chunks), len(chunks)))
-    assert streamed == (build_shard(chunks) or b"")
-
-
 def test_multipart_shard_upload_is_whole_or_absent(
     s3: S3Server, monkeypatch: pytest.MonkeyPatch
 ) -> None:

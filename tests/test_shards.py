@@ -10,7 +10,7 @@ import pytest
 import zarr
 
 from ngff_resave.errors import CorruptChunkError
-from ngff_resave.shards import build_shard, inner_chunk, read_index
+from ngff_resave.shards import build_shard, inner_chunk, read_index, shard_pieces
 
 
 def test_all_empty_shard_is_not_written() -> None:
@@ -30,6 +30,25 @@ def test_index_round_trip_and_checksum() -> None:
         read_index(bytes(broken), 3, "s")
     with pytest.raises(CorruptChunkError, match="outside the shard"):
         read_index(shard[:1] + shard[3:], 3, "s")
+
+
+@pytest.mark.parametrize(
+    "chunks",
+    [[b"abc", None, b"de"], [None, None], [b"", b"x"], [None, b"only"]],
+    ids=["mixed", "empty", "zero-length-chunk", "one"],
+)
+def test_shard_pieces_stream_a_shard_the_index_reader_accepts(chunks: list[bytes | None]) -> None:
+    """Piece by piece (as the copy path streams it), read back by the index reader."""
+    pieces = list(shard_pieces(iter(chunks), len(chunks)))
+    if all(c is None for c in chunks):
+        assert pieces == [] and build_shard(chunks) is None
+        return
+    shard = b"".join(pieces)
+    stored = [c for c in chunks if c is not None]
+    assert pieces[: len(stored)] == stored and len(pieces) == len(stored) + 2  # + index, crc
+    index = read_index(shard, len(chunks), "s")
+    assert [inner_chunk(shard, index, i) for i in range(len(chunks))] == chunks
+    assert build_shard(chunks) == shard
 
 
 def test_zarr_python_reads_a_shard_we_built(tmp_path: Path) -> None:

@@ -16,7 +16,6 @@ Two paths (chosen by the plan, see :mod:`ngff_resave.planning`):
 
 from __future__ import annotations
 
-import functools
 import itertools
 import math
 import time
@@ -24,7 +23,6 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import cast
 
-import crc32c
 import numpy as np
 
 from ngff_resave.chunkcodecs import (
@@ -38,7 +36,7 @@ from ngff_resave.chunkcodecs import (
 from ngff_resave.locations import FilePart, LocalStore, Store, StreamingWriteStore, join_key
 from ngff_resave.metadata.arrays import V2Array, fill_as_scalar, v3_chunk_key
 from ngff_resave.planning import PATH_COPY, ArrayPlan
-from ngff_resave.shards import EMPTY, build_shard
+from ngff_resave.shards import build_shard, shard_pieces
 
 #: Source chunks fetched per ``read_many`` while streaming a shard (to an object store, the
 #: next batch is fetched while the parts of the previous one upload; re-encoding, they are
@@ -153,38 +151,15 @@ def copy_shard(task: CopyTask) -> ShardOutcome:
         )
     if task.plan.path_taken == PATH_COPY and isinstance(task.dest, StreamingWriteStore):
         bytes_read, written = _stream_chunks(task, task.dest)
-        return ShardOutcome(
-            task.path,
-            task.shard_key,
-            bytes_read,
-            written,
-            raw_bytes,
-            written > 0,
-            False,
-            started,
-            time.time() - started,
-            time.thread_time() - cpu0,
-        )
-    if task.plan.path_taken == PATH_COPY:
-        chunks, bytes_read = _copy_chunks(task)
-        data = build_shard(chunks)
-        if data is not None:
-            task.dest.write(task.shard_key, data)
-        written = 0 if data is None else len(data)
     else:
         counts = [0]
-        encoded = _reencode(task, counts)
-        if isinstance(task.dest, StreamingWriteStore):
-            # Each inner chunk is written as soon as it is encoded: memory stays at the
-            # chunks in flight, not the shard.
-            count = len(inner_chunk_indices(task.plan, task.shard))
-            written = task.dest.write_parts(task.shard_key, shard_pieces(encoded, count))
+        chunks: Iterable[bytes | None]
+        if task.plan.path_taken == PATH_COPY:
+            chunks, counts[0] = _copy_chunks(task)
         else:
-            data = build_shard(list(encoded))
-            if data is not None:
-                task.dest.write(task.shard_key, data)
-            written = 0 if data is None else len(data)
-        bytes_read = counts[0]
+            chunks = _reencode(task, counts)
+        written = _write_shard(task, chunks)
+        bytes_read = counts[0]  # the re-encode counts its reads while it is written
     return ShardOutcome(
         task.path,
         task.shard_key,
@@ -199,32 +174,20 @@ def copy_shard(task: CopyTask) -> ShardOutcome:
     )
 
 
-def _size(part: bytes | FilePart) -> int:
-    return part.size if isinstance(part, FilePart) else len(part)
+def _write_shard(task: CopyTask, chunks: Iterable[bytes | None]) -> int:
+    """Write the shard of these encoded inner chunks; returns its size (0: not written).
 
-
-def shard_pieces(
-    chunks: Iterable[bytes | FilePart | None], count: int
-) -> Iterator[bytes | FilePart]:
-    """The bytes of :func:`~ngff_resave.shards.build_shard`, piece by piece, as chunks arrive.
-
-    Yields each stored chunk (bytes, or a whole local file to copy), then the index and its
-    crc32c; yields nothing when no chunk is stored (the shard is then not written). ``count``
-    is the number of inner chunks.
+    To a store that takes parts, each inner chunk is written as soon as it arrives: memory
+    stays at the chunks in flight, not the shard.
     """
-    index = np.full((count, 2), EMPTY, dtype="<u8")
-    offset = 0
-    for i, chunk in enumerate(chunks):
-        if chunk is None:
-            continue
-        index[i, 0] = offset
-        index[i, 1] = _size(chunk)
-        offset += _size(chunk)
-        yield chunk
-    if offset or (index[:, 0] != EMPTY).any():
-        index_bytes = index.tobytes()
-        yield index_bytes
-        yield crc32c.crc32c(index_bytes).to_bytes(4, "little")
+    if isinstance(task.dest, StreamingWriteStore):
+        count = len(inner_chunk_indices(task.plan, task.shard))
+        return task.dest.write_parts(task.shard_key, shard_pieces(chunks, count))
+    data = build_shard(list(chunks))
+    if data is None:
+        return 0
+    task.dest.write(task.shard_key, data)
+    return len(data)
 
 
 def _stream_chunks(task: CopyTask, dest: StreamingWriteStore) -> tuple[int, int]:
@@ -253,9 +216,7 @@ def _stream_chunks(task: CopyTask, dest: StreamingWriteStore) -> tuple[int, int]
                 yield None
                 continue
             part, head, tail = edges
-            check_stored_edges(
-                task.meta, part.size, head, tail, functools.partial(store.describe, key)
-            )
+            check_stored_edges(task.meta, part.size, head, tail, _describer(task, idx))
             bytes_read += part.size
             yield part
 
@@ -274,12 +235,10 @@ def _stream_chunks(task: CopyTask, dest: StreamingWriteStore) -> tuple[int, int]
                 yield data
 
     if isinstance(source, LocalStore) and isinstance(dest, LocalStore):
-        pieces = shard_pieces(local_chunks(source), len(indices))
-        written = dest.write_parts(task.shard_key, pieces)
+        written = dest.write_parts(task.shard_key, shard_pieces(local_chunks(source), len(indices)))
     else:
         # Fetched chunks are bytes, so every piece is bytes (no FilePart to an object store).
-        pieces_bytes = cast(Iterator[bytes], shard_pieces(fetched_chunks(), len(indices)))
-        written = dest.write_parts(task.shard_key, pieces_bytes)
+        written = dest.write_parts(task.shard_key, shard_pieces(fetched_chunks(), len(indices)))
     return bytes_read, written
 
 

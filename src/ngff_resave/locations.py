@@ -145,6 +145,10 @@ class FilePart:
     path: str
     size: int
 
+    def __len__(self) -> int:
+        """Its length in bytes, as for the bytes parts it stands beside in a shard."""
+        return self.size
+
 
 @dataclass(frozen=True)
 class LocalStore:

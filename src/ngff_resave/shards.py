@@ -8,7 +8,8 @@ An inner chunk that is not stored has both values set to 2**64 - 1.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Iterator, Sequence, Sized
+from typing import TypeVar
 
 import crc32c
 import numpy as np
@@ -23,28 +24,35 @@ def index_nbytes(chunk_count: int) -> int:
     return chunk_count * 16 + 4
 
 
-def build_shard(chunks: Sequence[bytes | None]) -> bytes | None:
-    """Concatenate encoded inner chunks (C order, ``None`` = not stored) and append the index.
+Piece = TypeVar("Piece", bound=Sized)
 
-    Returns ``None`` when no chunk is stored: the shard is then not written at all (a missing
-    shard means fill_value, like a missing chunk).
+
+def shard_pieces(chunks: Iterable[Piece | None], count: int) -> Iterator[Piece | bytes]:
+    """A shard piece by piece, as its encoded inner chunks arrive (C order, ``None`` = not stored).
+
+    Yields each stored chunk as it is (bytes, or anything with a length in bytes, such as a
+    whole local file to copy), then the index and its crc32c; yields nothing when no chunk is
+    stored (a missing shard means fill_value, like a missing chunk). ``count`` is the number
+    of inner chunks.
     """
-    if all(c is None for c in chunks):
-        return None
-    index = np.full((len(chunks), 2), EMPTY, dtype="<u8")
-    parts: list[bytes] = []
+    index = np.full((count, 2), EMPTY, dtype="<u8")
     offset = 0
     for i, chunk in enumerate(chunks):
         if chunk is None:
             continue
         index[i, 0] = offset
         index[i, 1] = len(chunk)
-        parts.append(chunk)
         offset += len(chunk)
-    index_bytes = index.tobytes()
-    parts.append(index_bytes)
-    parts.append(crc32c.crc32c(index_bytes).to_bytes(4, "little"))
-    return b"".join(parts)
+        yield chunk
+    if offset or (index[:, 0] != EMPTY).any():
+        index_bytes = index.tobytes()
+        yield index_bytes
+        yield crc32c.crc32c(index_bytes).to_bytes(4, "little")
+
+
+def build_shard(chunks: Sequence[bytes | None]) -> bytes | None:
+    """The whole shard of :func:`shard_pieces` in memory; ``None`` when no chunk is stored."""
+    return b"".join(shard_pieces(chunks, len(chunks))) or None
 
 
 def read_index(shard: bytes, chunk_count: int, where: str) -> np.ndarray:
