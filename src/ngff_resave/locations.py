@@ -175,14 +175,21 @@ class LocalStore:
     def describe(self, key: str) -> str:
         return self._fspath(key)
 
-    def read(self, key: str) -> bytes | None:
+    def _open(self, key: str) -> tuple[str, int] | None:
+        """The path of ``key`` and a read-only descriptor of it (None: no such file)."""
         path = self._fspath(key)
         try:
-            fd = os.open(path, os.O_RDONLY)
+            return path, os.open(path, os.O_RDONLY)
         except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
             return None
         except OSError as exc:
             raise StorageError(f"cannot read {path}: {exc.strerror or exc}") from exc
+
+    def read(self, key: str) -> bytes | None:
+        opened = self._open(key)
+        if opened is None:
+            return None
+        path, fd = opened
         try:
             size = os.fstat(fd).st_size
             data = os.read(fd, size + 1)  # one call for a regular file; more if it grew
@@ -274,13 +281,10 @@ class LocalStore:
         ``None`` when there is no file. Lets the fast path check a chunk's header and copy it
         file to file without reading it into Python.
         """
-        path = self._fspath(key)
-        try:
-            fd = os.open(path, os.O_RDONLY)
-        except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
+        opened = self._open(key)
+        if opened is None:
             return None
-        except OSError as exc:
-            raise StorageError(f"cannot read {path}: {exc.strerror or exc}") from exc
+        path, fd = opened
         try:
             size = os.fstat(fd).st_size
             head = os.pread(fd, 16, 0)
