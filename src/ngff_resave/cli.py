@@ -327,7 +327,7 @@ def _run_convert(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 0
-    engine, close = engine_from_args(args, args.workers)
+    engine, close = engine_from_args(args, args.workers, options.max_memory)
     try:
         result = convert(replace(options, engine=engine), _CliProgress(args.quiet))
     finally:

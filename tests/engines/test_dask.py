@@ -231,9 +231,8 @@ def test_slurm_job_script() -> None:
 def test_max_memory_is_shared_among_local_dask_workers() -> None:
     parser = argparse.ArgumentParser()
     add_dask_arguments(parser)
-    parser.add_argument("--max-memory")
-    args = parser.parse_args(["--dask-workers", "2", "--max-memory", "1GiB"])
-    engine, close = engine_from_args(args, workers=2)
+    args = parser.parse_args(["--dask-workers", "2"])
+    engine, close = engine_from_args(args, workers=2, max_memory=1024**3)
     try:
         assert isinstance(engine, DaskEngine)
         limits = {w["memory_limit"] for w in engine.client.scheduler_info()["workers"].values()}

@@ -266,14 +266,15 @@ def max_memory_conflict(args: argparse.Namespace) -> str | None:
 
 
 def engine_from_args(
-    args: argparse.Namespace, workers: int
+    args: argparse.Namespace, workers: int, max_memory: int | None = None
 ) -> tuple[Engine | None, Callable[[], None]]:
     """The engine the Dask/SLURM options ask for, and a callback that shuts it down.
 
     Returns ``(None, no-op)`` when no Dask option was given (the caller uses its thread
     engine). ``workers`` is ``--workers`` (0 = one per core): with ``--dask-workers N`` the
     local cluster gets ``workers // N`` threads per process (at least one), and
-    ``--max-memory`` is shared among its N processes as their Dask memory limit. Elsewhere the
+    ``max_memory`` (bytes, the parsed ``--max-memory``) is shared among its N processes as
+    their Dask memory limit. Elsewhere the
     cluster's own limits rule (``--slurm-memory`` for SLURM jobs): the CLI refuses
     ``--max-memory`` there (:func:`max_memory_conflict`).
     """
@@ -282,7 +283,6 @@ def engine_from_args(
     n_jobs = getattr(args, "slurm_jobs", None)
     if scheduler is None and n_local is None and n_jobs is None:
         return None, _nothing
-    max_memory = getattr(args, "max_memory", None)
     distributed = _distributed()
     if scheduler is not None:
         client = distributed.Client(scheduler)
@@ -293,11 +293,7 @@ def engine_from_args(
             from ngff_resave.convert import default_workers
 
             workers = default_workers()
-        limit = None
-        if max_memory:
-            from ngff_resave.planning import parse_size
-
-            limit = max(1, parse_size(max_memory) // n_local)
+        limit = None if max_memory is None else max(1, max_memory // n_local)
         cluster = local_cluster(n_local, workers // n_local, limit)
         client = distributed.Client(cluster)
         log.info("started a local Dask cluster of %d worker processes", n_local)
