@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from ngff_resave.cli import main
-from tests.support import builders
+from tests.support import builders, checks
 
 
 @pytest.fixture
@@ -19,14 +19,6 @@ def image(tmp_path: Path) -> Path:
     return builders.build_image(
         tmp_path / "in.zarr", axes="zyx", shape=(6, 40, 50), chunks=(3, 16, 16), levels=2
     )
-
-
-def one_error_line(err: str) -> str:
-    lines = [line for line in err.splitlines() if line.strip()]
-    errors = [line for line in lines if line.startswith("ERROR")]
-    assert len(errors) == 1, err
-    assert "Traceback" not in err
-    return errors[0]
 
 
 def test_success_exits_0_and_prints_a_summary(
@@ -71,7 +63,7 @@ def test_existing_output_is_refused_unless_overwrite(
     out.mkdir()
     (out / "keep.txt").write_text("precious")
     assert main(["convert", str(image), str(out), "-q"]) == 1
-    assert "--output-overwrite" in one_error_line(capsys.readouterr().err)
+    assert "--output-overwrite" in checks.one_error_line(capsys.readouterr().err)
     assert (out / "keep.txt").read_text() == "precious"
     assert main(["convert", str(image), str(out), "-q", "--output-overwrite"]) == 0
     assert not (out / "keep.txt").exists() and (out / "zarr.json").exists()
@@ -80,7 +72,7 @@ def test_existing_output_is_refused_unless_overwrite(
 def test_output_inside_input_is_refused(image: Path, capsys: pytest.CaptureFixture[str]) -> None:
     before = builders.hash_tree(image)
     assert main(["convert", str(image), str(image / "nested.zarr"), "-q"]) == 1
-    assert "overlap" in one_error_line(capsys.readouterr().err)
+    assert "overlap" in checks.one_error_line(capsys.readouterr().err)
     assert builders.hash_tree(image) == before
 
 
@@ -108,7 +100,7 @@ def test_details_write_edit_read(
     details.write_text(json.dumps(doc))
     out2 = tmp_path / "out2.zarr"
     assert main(["convert", str(image), str(out2), "--output-read-details", str(details)]) == 1
-    line = one_error_line(capsys.readouterr().err)
+    line = checks.one_error_line(capsys.readouterr().err)
     assert "params.json" in line and "not a whole multiple" in line
     assert not out2.exists()
 
@@ -182,7 +174,7 @@ def test_bad_input_one_line_error_naming_the_file(
     before = builders.hash_tree(image)
     out = tmp_path / "out.zarr"
     assert main(["convert", str(image), str(out)]) == 1
-    line = one_error_line(capsys.readouterr().err)
+    line = checks.one_error_line(capsys.readouterr().err)
     assert os.path.join(str(image), named).replace("/.zattrs", "") in line or named in line
     assert builders.hash_tree(image) == before, "the input was modified"
     assert not out.exists(), "bad input must be refused before anything is written"
@@ -195,7 +187,7 @@ def test_corrupt_chunk_is_reported_with_its_key(
     chunk.write_bytes(chunk.read_bytes()[:20])
     out = tmp_path / "out.zarr"
     assert main(["convert", str(image), str(out)]) == 1
-    line = one_error_line(capsys.readouterr().err)
+    line = checks.one_error_line(capsys.readouterr().err)
     assert str(chunk) in line
     assert not (out / "zarr.json").exists(), "a failed run must not look complete"
 
@@ -227,5 +219,5 @@ def test_verify_command_finds_a_corrupt_shard(
     shard.write_bytes(bytes(data))
     capsys.readouterr()
     assert main(["verify", str(image), str(out)]) == 1
-    line = one_error_line(capsys.readouterr().err)
+    line = checks.one_error_line(capsys.readouterr().err)
     assert "array '0'" in line and shard.relative_to(out / "0").as_posix() in line

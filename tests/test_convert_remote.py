@@ -74,25 +74,6 @@ def download(server: S3Server, bucket: str, prefix: str, dest: Path) -> Path:
     return dest
 
 
-def judge(src: Path, out: Path) -> None:
-    """The independent checks of a finished 0.5 output against its 0.4 source."""
-    if checks.SPEC_DIR.exists():
-        checks.schema_validate_output(out)
-    checks.models_validate_output(out)
-    checks.assert_same_data(src, out)
-    checks.assert_no_stray_files(out)
-    checks.assert_no_legacy_attrs(out)
-    assert not (out / RUN_MARKER).exists()
-
-
-def one_error_line(err: str) -> str:
-    lines = [line for line in err.splitlines() if line.strip()]
-    errors = [line for line in lines if line.startswith("ERROR")]
-    assert len(errors) == 1, err
-    assert "Traceback" not in err
-    return errors[0]
-
-
 def endpoint_args(server: S3Server | str, *sides: str) -> list[str]:
     endpoint = server if isinstance(server, str) else server.endpoint
     return [arg for side in sides for arg in (f"--{side}-endpoint", endpoint)]
@@ -160,7 +141,7 @@ def test_s3_to_s3(s3: S3Server, tmp_path: Path, kind: str, build: Callable[[Path
     args += ["--input-bucket", in_bucket, "--output-bucket", out_bucket, "--report", str(report)]
     assert main([*args, *endpoint_args(s3, "input", "output")]) == 0
     out = download(s3, out_bucket, "conv/out.zarr", tmp_path / "out.zarr")
-    judge(src, out)
+    checks.judge_output(src, out)
     if kind == "bioformats2raw":
         xml = (src / "OME" / "METADATA.ome.xml").read_bytes()
         assert (out / "OME" / "METADATA.ome.xml").read_bytes() == xml
@@ -184,7 +165,7 @@ def test_s3_to_local(s3: S3Server, tmp_path: Path, capsys: pytest.CaptureFixture
     assert main([*args, *endpoint_args(s3, "input")]) == 0
     err = capsys.readouterr().err
     assert "converted" in err and not any(secret in err for secret in secrets_of(s3))
-    judge(src, out)
+    checks.judge_output(src, out)
 
 
 def test_local_to_s3(s3: S3Server, tmp_path: Path) -> None:
@@ -192,7 +173,7 @@ def test_local_to_s3(s3: S3Server, tmp_path: Path) -> None:
     bucket = s3.unique_bucket("out")
     args = ["convert", str(src), "out.zarr", "-q", "--output-bucket", bucket]
     assert main([*args, *endpoint_args(s3, "output")]) == 0
-    judge(src, download(s3, bucket, "out.zarr", tmp_path / "out.zarr"))
+    checks.judge_output(src, download(s3, bucket, "out.zarr", tmp_path / "out.zarr"))
 
 
 @pytest.mark.parametrize(
@@ -213,7 +194,7 @@ def test_reencode_streams_shards_to_s3(s3: S3Server, tmp_path: Path, extra: list
     args = ["convert", str(src), "out.zarr", "-q", "--verify", "full", "--output-bucket", bucket]
     assert main([*args, *extra, *endpoint_args(s3, "output")]) == 0
     out = download(s3, bucket, "out.zarr", tmp_path / "out.zarr")
-    judge(src, out)
+    checks.judge_output(src, out)
     codecs = json.loads((out / "0" / "zarr.json").read_text())["codecs"]
     assert codecs[0]["configuration"]["codecs"][1]["name"] == extra[-1].split(":")[0]
 
@@ -227,7 +208,7 @@ def test_url_form_and_validate(
     upload(s3, in_bucket, "a.zarr", src)
     args = ["convert", f"s3://{in_bucket}/a.zarr", f"s3://{out_bucket}/b.zarr", "-q"]
     assert main([*args, *endpoint_args(s3, "input", "output")]) == 0
-    judge(src, download(s3, out_bucket, "b.zarr", tmp_path / "out.zarr"))
+    checks.judge_output(src, download(s3, out_bucket, "b.zarr", tmp_path / "out.zarr"))
     capsys.readouterr()
     validate = ["validate", f"s3://{out_bucket}/b.zarr", *endpoint_args(s3, "input")]
     assert main(validate) == 0
@@ -257,7 +238,7 @@ def test_write_details_of_s3_input(
     out = tmp_path / "out.zarr"
     args = ["convert", f"s3://{bucket}/in.zarr", str(out), "-q"]
     assert main([*args, "--output-read-details", str(details), *endpoint_args(s3, "input")]) == 0
-    judge(src, out)
+    checks.judge_output(src, out)
 
 
 # --------------------------------------------------------------------------- output safety
@@ -276,7 +257,7 @@ def test_existing_output_refused_and_overwrite_deletes_only_its_prefix(
     args = ["convert", f"s3://{bucket}/in.zarr", f"s3://{bucket}/out.zarr", "-q"]
     args += endpoint_args(s3, "input", "output")
     assert main(args) == 1
-    assert "--output-overwrite" in one_error_line(capsys.readouterr().err)
+    assert "--output-overwrite" in checks.one_error_line(capsys.readouterr().err)
     assert client.get_object(Bucket=bucket, Key="out.zarr/precious")["Body"].read() == b"old output"
 
     assert main([*args, "--output-overwrite"]) == 0
@@ -284,7 +265,7 @@ def test_existing_output_refused_and_overwrite_deletes_only_its_prefix(
     assert "out.zarr/precious" not in keys and "out.zarr/zarr.json" in keys
     for key, body in neighbours.items():
         assert client.get_object(Bucket=bucket, Key=key)["Body"].read() == body
-    judge(src, download(s3, bucket, "out.zarr", tmp_path / "out.zarr"))
+    checks.judge_output(src, download(s3, bucket, "out.zarr", tmp_path / "out.zarr"))
 
 
 # --------------------------------------------------------------------------- access
@@ -301,7 +282,7 @@ def test_anonymous_read_of_public_bucket(
     out = tmp_path / "out.zarr"
     args = ["convert", "in.zarr", str(out), "-q", "--input-bucket", bucket, "--input-anon"]
     assert main([*args, *endpoint_args(seaweed, "input")]) == 0
-    judge(src, out)
+    checks.judge_output(src, out)
 
 
 def test_anonymous_write_is_refused(
@@ -311,7 +292,7 @@ def test_anonymous_write_is_refused(
     bucket = seaweed.unique_bucket("out")
     args = ["convert", str(src), f"s3://{bucket}/out.zarr", "--output-anon"]
     assert main([*args, *endpoint_args(seaweed, "output")]) == 1
-    line = one_error_line(capsys.readouterr().err)
+    line = checks.one_error_line(capsys.readouterr().err)
     assert "anonymously" in line and "--output-anon" in line
     assert object_keys(seaweed, bucket) == []
 
@@ -331,7 +312,7 @@ def test_wrong_secret_is_one_clear_line(
     args = ["convert", f"s3://{bucket}/in.zarr", str(tmp_path / "out.zarr"), *FAST]
     assert main([*args, "--report", str(report), *endpoint_args(seaweed, "input")]) == 1
     err = capsys.readouterr().err
-    line = one_error_line(err)
+    line = checks.one_error_line(err)
     assert "credentials" in line and "SignatureDoesNotMatch" in line
     assert wrong not in err and seaweed.access_key not in err
     assert not report.exists()
@@ -343,19 +324,19 @@ def test_missing_bucket_and_missing_prefix(
     missing = f"missing-{uuid.uuid4().hex[:8]}"
     out = str(tmp_path / "out.zarr")
     assert main(["convert", f"s3://{missing}/a.zarr", out, *endpoint_args(s3, "input")]) == 1
-    line = one_error_line(capsys.readouterr().err)
+    line = checks.one_error_line(capsys.readouterr().err)
     assert f"bucket '{missing}' does not exist" in line and s3.endpoint in line
 
     bucket = s3.unique_bucket("in")
     s3.client().put_object(Bucket=bucket, Key="elsewhere/.zattrs", Body=b"{}")
     assert main(["convert", f"s3://{bucket}/nope.zarr", out, *endpoint_args(s3, "input")]) == 1
-    line = one_error_line(capsys.readouterr().err)
+    line = checks.one_error_line(capsys.readouterr().err)
     assert f"s3://{bucket}/nope.zarr" in line and "holds no objects" in line
 
     src = small_image(tmp_path / "in.zarr")
     args = ["convert", str(src), f"s3://{missing}/out.zarr", *endpoint_args(s3, "output")]
     assert main(args) == 1
-    assert f"bucket '{missing}' does not exist" in one_error_line(capsys.readouterr().err)
+    assert f"bucket '{missing}' does not exist" in checks.one_error_line(capsys.readouterr().err)
 
 
 # --------------------------------------------------------------------------- faults
@@ -384,7 +365,7 @@ def test_transient_faults_during_a_conversion(s3: S3Server, tmp_path: Path) -> N
         applied = list(proxy.applied)
     faults = [kind for kind in applied if kind != "latency"]
     assert sorted(set(faults)) == ["cut", "reset", "slowdown"] and len(faults) == 9
-    judge(src, download(s3, out_bucket, "out.zarr", tmp_path / "out.zarr"))
+    checks.judge_output(src, download(s3, out_bucket, "out.zarr", tmp_path / "out.zarr"))
 
 
 def _stop_after(
@@ -440,7 +421,7 @@ def test_permanent_failure_is_bounded_and_leaves_no_partial_shard(
         start = time.monotonic()
         assert main([*args, *endpoint_args(proxy.endpoint, "output")]) == 1
         elapsed = time.monotonic() - start
-    line = one_error_line(capsys.readouterr().err)
+    line = checks.one_error_line(capsys.readouterr().err)
     assert elapsed < 20, elapsed
     assert proxy.endpoint in line and f"s3://{bucket}/out.zarr/" in line
     assert "gave up after 3 attempts" in line
@@ -475,7 +456,7 @@ def test_resume_on_s3(
     with monkeypatch.context() as patch:
         done = _stop_after(patch, 5, interrupt)
         assert main(args) == 130
-    assert "rerun the same command to resume" in one_error_line(capsys.readouterr().err)
+    assert "rerun the same command to resume" in checks.one_error_line(capsys.readouterr().err)
     keys = object_keys(s3, out_bucket, "out.zarr/")
     assert f"out.zarr/{RUN_MARKER}" in keys and "out.zarr/zarr.json" not in keys
     assert len(done) == 5
@@ -489,7 +470,7 @@ def test_resume_on_s3(
         [k for k in object_keys(s3, out_bucket, "out.zarr/") if "/c/" in k]
     )
     assert "already done" in capsys.readouterr().err
-    judge(src, download(s3, out_bucket, "out.zarr", tmp_path / "out.zarr"))
+    checks.judge_output(src, download(s3, out_bucket, "out.zarr", tmp_path / "out.zarr"))
 
 
 # --------------------------------------------------------------------------- HTTP
@@ -503,7 +484,7 @@ def test_http_input_is_walked_from_metadata(tmp_path: Path) -> None:
         args = ["convert", f"{server.url}/in.zarr", str(out), "-q", "--verify", "full"]
         assert main(args) == 0
         assert server.requests > 0
-    judge(src, out)
+    checks.judge_output(src, out)
 
 
 def test_credentials_never_leak(

@@ -412,3 +412,23 @@ def assert_no_stray_files(out_root: Path) -> None:
     )
     if stray:
         raise AssertionError("stray files in the output:\n  " + "\n  ".join(stray))
+
+
+def judge_output(src: Path, out: Path) -> None:
+    """Every independent check of a finished 0.5 output against its 0.4 source."""
+    if SPEC_DIR.exists():
+        schema_validate_output(out)
+    models_validate_output(out)
+    assert_same_data(src, out)
+    assert_no_stray_files(out)
+    assert_no_legacy_attrs(out)
+    assert not (out / ".ngff-resave-run.json").exists()
+
+
+def one_error_line(err: str) -> str:
+    """The single ``ERROR`` line of a failed run's stderr (and no traceback)."""
+    lines = [line for line in err.splitlines() if line.strip()]
+    errors = [line for line in lines if line.startswith("ERROR")]
+    assert len(errors) == 1, err
+    assert "Traceback" not in err
+    return errors[0]
