@@ -56,6 +56,32 @@ def test_usage_errors_exit_2(
     assert "Traceback" not in capsys.readouterr().err
 
 
+@pytest.mark.parametrize(
+    ("flag", "value", "says"),
+    [
+        ("--max-memory", "lots", "--max-memory: size 'lots' not understood"),
+        ("--shard-size", "-3", "--shard-size: size '-3' not understood"),
+        ("--output-chunks", "1,x", "--output-chunks '1,x' must be comma-separated integers"),
+        ("--output-shards", "0,4", "--output-shards '0,4' must be positive integers"),
+        ("--output-codec", "bogus", "--output-codec: codec 'bogus' unknown; choose one of"),
+    ],
+    ids=lambda v: str(v)[:14],
+)
+def test_bad_flag_values_are_usage_errors(
+    image: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    flag: str,
+    value: str,
+    says: str,
+) -> None:
+    """A value the option cannot take: exit 2, one line naming the option, nothing written."""
+    out = tmp_path / "out.zarr"
+    assert main(["convert", str(image), str(out), flag, value]) == 2
+    assert says in checks.one_error_line(capsys.readouterr().err)
+    assert not out.exists()
+
+
 def test_existing_output_is_refused_unless_overwrite(
     image: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -12,7 +12,7 @@ import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import replace
-from typing import Any
+from typing import Any, TypeVar
 
 from ngff_resave import __version__
 from ngff_resave.cliargs import add_location_args, add_remote_tuning, location_spec
@@ -21,7 +21,7 @@ from ngff_resave.copying import ShardOutcome
 from ngff_resave.crateoptions import CrateOptions, add_crate_arguments, crate_options_from_args
 from ngff_resave.discover import Inventory, read_json
 from ngff_resave.engines.dask import add_dask_arguments, engine_from_args, max_memory_conflict
-from ngff_resave.errors import InputError, ResaveError, VerificationError
+from ngff_resave.errors import InputError, PlanError, ResaveError, VerificationError
 from ngff_resave.locations import Store, open_store
 from ngff_resave.metadata.ome import migrate_attributes
 from ngff_resave.planning import (
@@ -43,6 +43,7 @@ from ngff_resave.terms import format_lookup, lookup
 from ngff_resave.verify import verify_output
 
 log = logging.getLogger("ngff_resave")
+_T = TypeVar("_T")
 
 
 class UsageError(Exception):
@@ -231,12 +232,30 @@ class _CliProgress(Progress):
             self.bar = None
 
 
+def _flag(flag: str, parse: Callable[[str], _T], text: str) -> _T:
+    """``parse(text)`` of a command-line value; a value it rejects is a usage error (exit 2)."""
+    try:
+        return parse(text)
+    except PlanError as exc:
+        message = str(exc)
+        raise UsageError(message if flag in message else f"{flag}: {message}") from exc
+
+
 def _plan_options(args: argparse.Namespace) -> PlanOptions:
+    def shape(flag: str, text: str | None) -> tuple[int, ...] | None:
+        return _flag(flag, lambda t: parse_shape(t, flag), text) if text else None
+
     return PlanOptions(
-        shard_bytes=parse_size(args.shard_size) if args.shard_size else DEFAULT_SHARD_BYTES,
-        chunks=parse_shape(args.output_chunks, "--output-chunks") if args.output_chunks else None,
-        shards=parse_shape(args.output_shards, "--output-shards") if args.output_shards else None,
-        codec=parse_codec(args.output_codec) if args.output_codec else None,
+        shard_bytes=(
+            _flag("--shard-size", parse_size, args.shard_size)
+            if args.shard_size
+            else DEFAULT_SHARD_BYTES
+        ),
+        chunks=shape("--output-chunks", args.output_chunks),
+        shards=shape("--output-shards", args.output_shards),
+        codec=_flag("--output-codec", parse_codec, args.output_codec)
+        if args.output_codec
+        else None,
         codec_given=args.output_codec is not None,
     )
 
@@ -280,11 +299,9 @@ def _crate_requested(args: argparse.Namespace, options: CrateOptions) -> bool:
 
 
 def _run_convert(args: argparse.Namespace) -> int:
-    if args.output_chunks and args.output_shards:
-        chunks = parse_shape(args.output_chunks, "--output-chunks")
-        shards = parse_shape(args.output_shards, "--output-shards")
-        if len(chunks) != len(shards):
-            raise UsageError("--output-chunks and --output-shards must have the same length")
+    plan = _plan_options(args)  # bad flag values are usage errors, before anything else
+    if plan.chunks and plan.shards and len(plan.chunks) != len(plan.shards):
+        raise UsageError("--output-chunks and --output-shards must have the same length")
     if args.workers < 0:
         raise UsageError("--workers must be 0 (one per core) or more")
     conflict = max_memory_conflict(args)
@@ -300,14 +317,14 @@ def _run_convert(args: argparse.Namespace) -> int:
     options = ConvertOptions(
         input=location_spec(args, "input", args.input),
         output=location_spec(args, "output", args.output),
-        plan=_plan_options(args),
+        plan=plan,
         overwrite=args.output_overwrite,
         resume=args.resume,
         write_details=args.output_write_details,
         read_details=args.output_read_details,
         verify=args.verify,
         workers=args.workers,
-        max_memory=parse_size(args.max_memory) if args.max_memory else None,
+        max_memory=_flag("--max-memory", parse_size, args.max_memory) if args.max_memory else None,
         crate_writer=crate_writer,
     )
     dask_asked = any(
