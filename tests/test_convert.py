@@ -194,10 +194,12 @@ def test_published_samples(tmp_path: Path, name: str, materialize: Callable[[Pat
 
 @pytest.mark.parametrize(
     ("cap", "workers"),
-    [("1GiB", 2), ("201.5MiB", 1)],  # a task here holds at most 1.25 MiB
-    ids=["fits-two-workers", "one-worker"],
+    [("1GiB", 2), ("201.5MiB", 1), ("10MiB", 1)],  # a task here holds at most 1.25 MiB
+    ids=["fits-two-workers", "one-worker", "below-one-task"],
 )
-def test_max_memory_lowers_concurrency(tmp_path: Path, cap: str, workers: int) -> None:
+def test_max_memory_lowers_concurrency(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], cap: str, workers: int
+) -> None:
     """--max-memory: 200 MiB fixed + workers × task memory must fit, else fewer workers."""
     src = builders.build_image(
         tmp_path / "in.zarr", axes="zyx", shape=(8, 256, 256), chunks=(1, 128, 128)
@@ -206,3 +208,5 @@ def test_max_memory_lowers_concurrency(tmp_path: Path, cap: str, workers: int) -
     args = ["--workers", "2", "--max-memory", cap, "--report", str(report)]
     convert_and_check(src, tmp_path / "out.zarr", "--output-codec", "zstd", *args)
     assert json.loads(report.read_text())["workers"] == workers
+    # A cap that cannot be kept is said, not silently exceeded.
+    assert ("below what one copy task needs" in capsys.readouterr().err) == (cap == "10MiB")

@@ -135,6 +135,14 @@ def effective_workers(
     largest = max(task_memory(p, nodes[p.path].meta) for p in plans)
     budget = options.max_memory - FIXED_MEMORY
     fit = max(1, budget // max(1, largest))
+    if budget < largest:
+        log.warning(
+            "--max-memory %.0f MiB is below what one copy task needs (%.0f MiB with the fixed "
+            "%.0f MiB): running one task at a time; lower --shard-size to need less",
+            options.max_memory / 2**20,
+            (FIXED_MEMORY + largest) / 2**20,
+            FIXED_MEMORY / 2**20,
+        )
     if fit < workers:
         log.info("--max-memory allows %d concurrent shards (of %d workers)", fit, workers)
     return int(min(workers, fit))
