@@ -15,8 +15,8 @@ once, then every tool again, --repeat times):
   chunks> --output-shards <ngff-resave's shard for level 0> --output-overwrite`` (own venv)
 
 plus an in-process-tree ``encode`` baseline: numcodecs Blosc(zstd, clevel 5, byte shuffle) --
-the reference's output codec -- encoding decoded chunks of every array of the input (sampled in
-proportion to the arrays' sizes: the data the converters encode) on 2 threads.
+the reference's output codec -- encoding every stored chunk of every array of the input (the
+data the converters encode; decoded beforehand, untimed) on 2 threads.
 
 Each is repeated (median of --repeat); the page cache is dropped before every run when
 possible (root), else a warm-up run is made first and every run is warm. Raw numbers go to
@@ -915,7 +915,7 @@ def main(argv: list[str] | None = None) -> int:
         "page_cache": "dropped before every run" if cold else "warm (after a warm-up run)",
         "notes": "wall_s is the process's own wall time; sync_s is a timed `sync` right after "
         "it (flushing what it wrote); throughput = uncompressed bytes of every input array / "
-        "wall_s (encode: sampled bytes of every array encoded / encode seconds).",
+        "wall_s (encode: array bytes of every stored chunk encoded / encode seconds).",
         "cases": [{**asdict(c), "path": str(c.path), "level0": str(c.level0)} for c in cases],
         "runs": [
             {**asdict(r), "cpu_s": r.cpu_s, "throughput_mb_s": r.throughput_mb_s} for r in results
