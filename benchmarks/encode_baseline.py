@@ -50,6 +50,7 @@ class Tally:
     array_bytes: int = 0  # in-array bytes of the chunks encoded (throughput unit)
     chunk_bytes: int = 0  # decoded chunk bytes handed to the encoder (incl. edge padding)
     encoded_bytes: int = 0
+    read_decode_cpu: float = 0.0  # reading and decoding the source chunks, one thread
     pool_s: float = 0.0
     pool_cpu: float = 0.0
     blosc_s: float = 0.0
@@ -69,8 +70,9 @@ def chunk_keys(meta: dict[str, Any], max_bytes: int) -> list[tuple[int, ...]]:
     return [keys[int(i * step)] for i in range(wanted)]
 
 
-def batches(array_dir: Path, max_bytes: int) -> Iterator[tuple[list[np.ndarray], int]]:
-    """Decoded stored chunks in batches of ~BATCH_BYTES, with the array bytes they hold."""
+def batches(array_dir: Path, max_bytes: int) -> Iterator[tuple[list[np.ndarray], int, float]]:
+    """Decoded stored chunks in batches of ~BATCH_BYTES, with the array bytes they hold and
+    the CPU seconds reading and decoding them took."""
     meta = json.loads((array_dir / ".zarray").read_text())
     sep = meta.get("dimension_separator", ".")
     dtype = np.dtype(meta["dtype"])
@@ -79,6 +81,7 @@ def batches(array_dir: Path, max_bytes: int) -> Iterator[tuple[list[np.ndarray],
     per_batch = max(1, BATCH_BYTES // (math.prod(chunk_shape) * dtype.itemsize))
     chunks: list[np.ndarray] = []
     held = 0
+    c0 = time.process_time()
     for key in chunk_keys(meta, max_bytes):
         path = array_dir / sep.join(map(str, key))
         if not path.exists():
@@ -89,10 +92,11 @@ def batches(array_dir: Path, max_bytes: int) -> Iterator[tuple[list[np.ndarray],
         extent = [min(c, n - i * c) for i, c, n in zip(key, chunk_shape, shape, strict=True)]
         held += math.prod(extent) * dtype.itemsize
         if len(chunks) == per_batch:
-            yield chunks, held
+            yield chunks, held, time.process_time() - c0
             chunks, held = [], 0
+            c0 = time.process_time()
     if chunks:
-        yield chunks, held
+        yield chunks, held, time.process_time() - c0
 
 
 def encode_pool(chunks: list[np.ndarray], threads: int) -> tuple[float, float, int]:
@@ -117,13 +121,14 @@ def encode_blosc_threads(chunks: list[np.ndarray], threads: int) -> tuple[float,
 
 def measure_array(array_dir: Path, threads: int, max_bytes: int) -> Tally:
     tally = Tally()
-    for chunks, held in batches(array_dir, max_bytes):
+    for chunks, held, read_decode_cpu in batches(array_dir, max_bytes):
         pool_s, pool_cpu, out = encode_pool(chunks, threads)
         blosc_s, blosc_cpu, _ = encode_blosc_threads(chunks, threads)
         tally.chunks += len(chunks)
         tally.array_bytes += held
         tally.chunk_bytes += sum(c.nbytes for c in chunks)
         tally.encoded_bytes += out
+        tally.read_decode_cpu += read_decode_cpu
         tally.pool_s += pool_s
         tally.pool_cpu += pool_cpu
         tally.blosc_s += blosc_s
@@ -167,6 +172,7 @@ def main(argv: list[str] | None = None) -> int:
                 "raw_bytes": t.array_bytes,
                 "chunk_bytes": t.chunk_bytes,
                 "encoded_bytes": t.encoded_bytes,
+                "read_decode_cpu_seconds": t.read_decode_cpu,
                 "pool_seconds": t.pool_s,
                 "pool_cpu_seconds": t.pool_cpu,
                 "pool_mb_s": rate(t.array_bytes, t.pool_s),
@@ -182,6 +188,8 @@ def main(argv: list[str] | None = None) -> int:
     pool_cpu = sum(a["pool_cpu_seconds"] for a in per_array)
     blosc_cpu = sum(a["blosc_threads_cpu_seconds"] for a in per_array)
     best = min(pool_s, blosc_s)
+    encode_cpu = pool_cpu if best == pool_s else blosc_cpu
+    read_decode_cpu = sum(a["read_decode_cpu_seconds"] for a in per_array)
     result = {
         "codec": CODEC,
         "threads": ns.threads,
@@ -198,8 +206,14 @@ def main(argv: list[str] | None = None) -> int:
         "pool_cpu_seconds": pool_cpu,
         "blosc_threads_cpu_seconds": blosc_cpu,
         "encode_seconds": best,
-        "encode_cpu_seconds": pool_cpu if best == pool_s else blosc_cpu,
+        "encode_cpu_seconds": encode_cpu,
         "encode_mb_s": rate(raw, best),
+        # Reading + decoding the source (one thread, page cache as found): work a converter
+        # must do besides encoding. On the same cores its re-encode / encode ratio can hardly
+        # exceed encode CPU / (encode CPU + this), whatever else it does (the ceiling is not
+        # strict: a converter may read and decode with less CPU than this script does).
+        "read_decode_cpu_seconds": read_decode_cpu,
+        "encode_share": encode_cpu / (encode_cpu + read_decode_cpu) if encode_cpu else None,
         "level0_mb_s": max(per_array[0]["pool_mb_s"] or 0, per_array[0]["blosc_threads_mb_s"] or 0),
         "arrays": per_array,
         "blosc_version": getattr(numcodecs.blosc, "VERSION_STRING", None),
@@ -215,7 +229,8 @@ def main(argv: list[str] | None = None) -> int:
         f"blosc-zstd clevel 5 shuffle, {ns.threads} threads, {what} chunk: {result['chunks']} "
         f"chunks, {raw / 1e6:.0f} MB of {len(per_array)} arrays: pool {result['pool_mb_s']:.0f} "
         f"MB/s, blosc-threads {result['blosc_threads_mb_s']:.0f} MB/s (per array: {levels} "
-        f"MB/s), ratio {result['compression_ratio']:.2f}"
+        f"MB/s), ratio {result['compression_ratio']:.2f}; read+decode {read_decode_cpu:.1f} CPU s "
+        f"vs encode {encode_cpu:.1f}: ceiling of a converter ~{result['encode_share']:.2f}"
     )
     if ns.json:
         ns.json.write_text(json.dumps(result, indent=2))
