@@ -93,6 +93,35 @@ def test_output_chunks_are_clipped_to_small_levels() -> None:
     assert plan.chunks == (10, 64)
 
 
+@pytest.mark.parametrize(
+    ("shape", "chunks", "shards", "expected_chunks", "expected_shards"),
+    [
+        # A level smaller than --output-chunks: the chunk is clipped and so is the shard.
+        ([10, 30], (24, 24), (48, 48), (10, 24), (10, 48)),
+        ([10, 300], (64, 64), (128, 128), (10, 64), (10, 128)),
+        # A shard larger than the chunks covering the array shrinks to them.
+        ([100, 100], (32, 32), (256, 64), (32, 32), (128, 64)),
+        # Nothing to clip.
+        ([1000, 1000], (32, 32), (256, 64), (32, 32), (256, 64)),
+    ],
+    ids=["level-smaller-than-chunk", "one-axis-clipped", "shard-beyond-array", "unchanged"],
+)
+def test_output_shards_are_clipped_with_the_chunks(
+    shape: list[int],
+    chunks: tuple[int, int],
+    shards: tuple[int, int],
+    expected_chunks: tuple[int, int],
+    expected_shards: tuple[int, int],
+) -> None:
+    plan = plan_array(node(shape, [10, 10]), PlanOptions(chunks=chunks, shards=shards))
+    assert (plan.chunks, plan.shards) == (expected_chunks, expected_shards)
+
+
+def test_source_chunk_larger_than_level_is_kept_for_the_fast_path() -> None:
+    plan = plan_array(node([10, 30], [64, 64]), PlanOptions(shards=(128, 128)))
+    assert (plan.chunks, plan.shards, plan.path_taken) == ((64, 64), (64, 64), PATH_COPY)
+
+
 def test_shards_override_must_be_multiple() -> None:
     with pytest.raises(PlanError, match="not a whole multiple"):
         plan_array(node([100, 100], [32, 32]), PlanOptions(shards=(48, 64)))

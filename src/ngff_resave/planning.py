@@ -219,10 +219,11 @@ def plan_array(node: ArrayNode, options: PlanOptions) -> ArrayPlan:
     """The plan of one array (pure)."""
     meta = node.meta
     rank = len(meta.shape)
-    chunks = meta.chunks
+    asked = chunks = meta.chunks  # the source chunk is kept whole (fast path)
     if options.chunks is not None and len(options.chunks) == rank:
+        asked = tuple(options.chunks)
         # A chunk larger than a (smaller) resolution level is clipped to it.
-        chunks = tuple(max(1, min(c, s)) for c, s in zip(options.chunks, meta.shape, strict=True))
+        chunks = tuple(max(1, min(c, s)) for c, s in zip(asked, meta.shape, strict=True))
     source_codec, not_copyable = v3_equivalent_codec(meta)
     if options.codec_given:
         codec = _with_typesize(options.codec, meta.itemsize)
@@ -231,7 +232,12 @@ def plan_array(node: ArrayNode, options: PlanOptions) -> ArrayPlan:
     else:
         codec = _with_typesize(DEFAULT_CODEC, meta.itemsize)
     if options.shards is not None and len(options.shards) == rank:
-        shards = tuple(options.shards)
+        # Clipped with the chunk: a shard never spans more than the chunks covering the array
+        # (so a level smaller than --output-chunks gets one chunk per shard along that axis).
+        shards = tuple(
+            min(s, -(-n // c) * c) if s % a == 0 else s
+            for s, a, c, n in zip(options.shards, asked, chunks, meta.shape, strict=True)
+        )
     else:
         shards = choose_shards(
             meta.shape, chunks, meta.itemsize, options.shard_bytes, node.axis_types
@@ -297,8 +303,8 @@ def check_shards(
         if s % c:
             raise PlanError(
                 f"array '{path}': shard {list(shards)} is not a whole multiple of the chunk "
-                f"{list(chunks)} (dimension {dim}: {s} is not a multiple of {c}); fix the "
-                "shards in the details file"
+                f"{list(chunks)} (dimension {dim}: {s} is not a multiple of {c}); fix "
+                "--output-shards or the shards in the details file"
             )
 
 
