@@ -135,7 +135,7 @@ def test_streamed_shard_equals_the_built_shard(tmp_path: Path) -> None:
     )
     for task in tasks:
         copy_shard(task)
-        built = build_shard(list(_reencode(task, [0])))
+        built = build_shard(list(_reencode(task, [0], [0.0])))
         written = (tmp_path / "out" / task.shard_key).read_bytes()
         assert written == built
 

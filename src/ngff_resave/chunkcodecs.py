@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import threading
+import time
 from collections import deque
 from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -230,25 +231,44 @@ def encode_window() -> int:
     return 2 * (codec_pool()._max_workers or 1)
 
 
+def _encode_timed(array: np.ndarray, codec: Mapping[str, Any] | None) -> tuple[bytes, float]:
+    """:func:`encode_inner` and the CPU seconds the pool thread spent on it."""
+    cpu0 = time.thread_time()
+    data = encode_inner(array, codec)
+    return data, time.thread_time() - cpu0
+
+
 def encode_stream(
-    blocks: Iterator[np.ndarray | None], codec: Mapping[str, Any] | None
+    blocks: Iterator[np.ndarray | None],
+    codec: Mapping[str, Any] | None,
+    cpu: list[float] | None = None,
 ) -> Iterator[bytes | None]:
     """Encode inner chunks in parallel on :func:`codec_pool`, yielding them in order.
 
     At most two blocks per pool thread are pulled ahead of the consumer, so memory stays
     bounded by the chunks in flight while the caller writes the ones already encoded.
+    ``cpu[0]``, if given, is increased by the pool threads' CPU seconds (the caller's own
+    thread time does not see them).
     """
     pool = codec_pool()
     window = encode_window()
-    pending: deque[Future[bytes] | None] = deque()
-    for block in blocks:
-        pending.append(None if block is None else pool.submit(encode_inner, block, codec))
-        while len(pending) >= window:
-            head = pending.popleft()
-            yield None if head is None else head.result()
-    while pending:
+    pending: deque[Future[tuple[bytes, float]] | None] = deque()
+
+    def take() -> bytes | None:
         head = pending.popleft()
-        yield None if head is None else head.result()
+        if head is None:
+            return None
+        data, seconds = head.result()
+        if cpu is not None:
+            cpu[0] += seconds
+        return data
+
+    for block in blocks:
+        pending.append(None if block is None else pool.submit(_encode_timed, block, codec))
+        while len(pending) >= window:
+            yield take()
+    while pending:
+        yield take()
 
 
 def decode_inner(

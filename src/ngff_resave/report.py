@@ -6,10 +6,12 @@ bytes read and written, shards, wall and CPU seconds, throughput and peak memory
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import threading
 import time
+import uuid
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -203,11 +205,17 @@ def write_json_atomically(path: str, document: Any) -> None:
     """Write ``document`` as JSON to a local ``path`` via a temporary file and a rename."""
     directory = os.path.dirname(os.path.abspath(path))
     os.makedirs(directory, exist_ok=True)
-    tmp = os.path.join(directory, f".{os.path.basename(path)}.{os.getpid()}.tmp")
-    with open(tmp, "w", encoding="utf-8") as fh:
-        json.dump(document, fh, indent=2)
-        fh.write("\n")
-    os.replace(tmp, path)
+    # A unique temporary name (two writers never share it), removed if anything fails.
+    tmp = os.path.join(directory, f".{os.path.basename(path)}.{uuid.uuid4().hex}.tmp")
+    try:
+        with open(tmp, "x", encoding="utf-8") as fh:
+            json.dump(document, fh, indent=2)
+            fh.write("\n")
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
 
 
 def now_iso() -> str:
