@@ -30,7 +30,9 @@ def is_generic_dtype(doc: Any) -> bool:
     dtype = doc.get("dtype")
     if isinstance(dtype, list):  # structured
         return True
-    return isinstance(dtype, str) and dtype.lstrip("<>|=")[:1] in ("O", "U", "S", "V")
+    # Objects, strings, bytes, void, and datetime/timedelta (no v3 core type either: zarr-python
+    # writes its numpy.datetime64/timedelta64 extension types).
+    return isinstance(dtype, str) and dtype.lstrip("<>|=")[:1] in ("O", "U", "S", "V", "M", "m")
 
 
 async def _load(memory: MemoryStore, items: dict[str, bytes]) -> None:
@@ -79,15 +81,23 @@ def copy_generic_array(source: Store, dest: Store, path: str) -> int:
         raise InputError(f"{source.describe(path)}: cannot read this array ({exc})") from exc
     v3_store = MemoryStore()
     attrs = json.loads(items.get(".zattrs", b"{}") or b"{}")
-    zarr.create_array(
-        v3_store,
-        shape=src.shape,
-        dtype=src.dtype,
-        chunks=src.chunks,
-        fill_value=src.fill_value,
-        attributes=attrs,
-        zarr_format=3,
-    )[...] = values
+    try:
+        zarr.create_array(
+            v3_store,
+            shape=src.shape,
+            # zarr's own data type (vlen-bytes, vlen-utf8…), not the NumPy object dtype it
+            # could not tell apart
+            dtype=src.metadata.dtype,
+            chunks=src.chunks,
+            fill_value=src.fill_value,
+            attributes=attrs,
+            zarr_format=3,
+        )[...] = values
+    except Exception as exc:
+        raise InputError(
+            f"{source.describe(path)}: cannot write this array as Zarr v3 ({exc}); leave it out "
+            "of the input or convert it separately"
+        ) from exc
     for key, data in asyncio.run(_dump(v3_store)).items():
         dest.write(join_key(path, key), data)
     return total
