@@ -20,10 +20,9 @@ from ngff_resave.locations import LocalStore, Store, check_key, join_key
 from ngff_resave.metadata.arrays import V2Array, parse_v2_array
 from ngff_resave.metadata.ome import (
     NodeKind,
-    axes_of,
     check_input_version,
-    dataset_paths,
     detect_kind,
+    multiscales_of,
 )
 
 #: Files of a bioformats2raw ``OME/`` group copied byte for byte.
@@ -213,13 +212,22 @@ class _Walker:
         self._rest(path)
 
     def _image(self, path: str, attrs: dict[str, Any], where: str) -> None:
-        axes = axes_of(attrs, where)
+        pyramids = multiscales_of(attrs, where)
+        every_path = [p for _, paths in pyramids for p in paths]
+        if len(set(every_path)) != len(every_path):
+            raise InputError(f"{where}: multiscales datasets list the same path twice")
+        for axes, paths in pyramids:
+            self._pyramid(path, axes, paths)
+        labels = join_key(path, "labels")
+        if self._is_group(labels):
+            labels_attrs = self._require_group(labels, "labels group")
+            self.visit(labels, "labels", labels_attrs)
+
+    def _pyramid(self, path: str, axes: list[dict[str, Any]], paths: list[str]) -> None:
+        """The levels of one multiscale, highest resolution first."""
         names = tuple(str(a["name"]) for a in axes)
         types = tuple(a.get("type") if isinstance(a.get("type"), str) else None for a in axes)
         previous: tuple[int, ...] | None = None
-        paths = dataset_paths(attrs, where)
-        if len(set(paths)) != len(paths):
-            raise InputError(f"{where}: multiscales datasets list the same path twice")
         for level, dataset in enumerate(paths):
             full = self._check_path(dataset, path, "dataset path")
             meta, array_attrs = self._read_array(full, f"resolution level {level}")
@@ -239,10 +247,6 @@ class _Walker:
                 )
             previous = meta.shape
             self._add_array(ArrayNode(full, meta, array_attrs, names, types, level))
-        labels = join_key(path, "labels")
-        if self._is_group(labels):
-            labels_attrs = self._require_group(labels, "labels group")
-            self.visit(labels, "labels", labels_attrs)
 
     def _labels(self, path: str, attrs: dict[str, Any], where: str) -> None:
         names = attrs.get("labels")

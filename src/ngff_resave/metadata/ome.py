@@ -127,17 +127,29 @@ def check_input_version(attrs: Mapping[str, Any], kind: NodeKind, where: str) ->
         )
 
 
-def axes_of(attrs: Mapping[str, Any], where: str) -> list[dict[str, Any]]:
-    """The checked ``axes`` of the first multiscale of an image's attributes."""
+def multiscales_of(
+    attrs: Mapping[str, Any], where: str
+) -> list[tuple[list[dict[str, Any]], list[str]]]:
+    """Each multiscale of an image's attributes: its checked ``axes`` and ``datasets[].path``.
+
+    Spec 0.4 allows several multiscales in one image (each its own pyramid, e.g. another
+    downsampling method); each has its own axes and its own levels, highest resolution first.
+    """
     multiscales = attrs.get("multiscales")
     if not isinstance(multiscales, list) or not multiscales:
         raise InputError(f"{where}: 'multiscales' must be a non-empty list")
-    first = multiscales[0]
-    if not isinstance(first, dict):
-        raise InputError(f"{where}: multiscales[0] must be an object")
-    axes = first.get("axes")
+    found: list[tuple[list[dict[str, Any]], list[str]]] = []
+    for i, multiscale in enumerate(multiscales):
+        if not isinstance(multiscale, dict):
+            raise InputError(f"{where}: multiscales[{i}] must be an object")
+        found.append((_axes(multiscale, i, where), _dataset_paths(multiscale, i, where)))
+    return found
+
+
+def _axes(multiscale: Mapping[str, Any], i: int, where: str) -> list[dict[str, Any]]:
+    axes = multiscale.get("axes")
     if not isinstance(axes, list) or not axes:
-        raise InputError(f"{where}: multiscales[0].axes must be a non-empty list")
+        raise InputError(f"{where}: multiscales[{i}].axes must be a non-empty list")
     if not all(isinstance(a, dict) and isinstance(a.get("name"), str) for a in axes):
         raise InputError(
             f"{where}: axes must be objects with a 'name' (strings are OME-Zarr 0.3; "
@@ -147,21 +159,19 @@ def axes_of(attrs: Mapping[str, Any], where: str) -> list[dict[str, Any]]:
         # Spec 0.4 and 0.5: "The length of axes MUST be between 2 and 5"; refusing here
         # beats writing a whole output that then fails validation.
         raise InputError(
-            f"{where}: multiscales[0] has {len(axes)} axes; OME-Zarr images have 2 to 5"
+            f"{where}: multiscales[{i}] has {len(axes)} axes; OME-Zarr images have 2 to 5"
         )
     return list(axes)
 
 
-def dataset_paths(attrs: Mapping[str, Any], where: str) -> list[str]:
-    """The ``datasets[].path`` of every multiscale, in order, checked to be strings."""
+def _dataset_paths(multiscale: Mapping[str, Any], i: int, where: str) -> list[str]:
+    datasets = multiscale.get("datasets")
+    if not isinstance(datasets, list) or not datasets:
+        raise InputError(f"{where}: multiscales[{i}].datasets must be a non-empty list")
     paths: list[str] = []
-    for i, multiscale in enumerate(attrs.get("multiscales") or []):
-        datasets = multiscale.get("datasets") if isinstance(multiscale, dict) else None
-        if not isinstance(datasets, list) or not datasets:
-            raise InputError(f"{where}: multiscales[{i}].datasets must be a non-empty list")
-        for j, dataset in enumerate(datasets):
-            path = dataset.get("path") if isinstance(dataset, dict) else None
-            if not isinstance(path, str) or not path:
-                raise InputError(f"{where}: multiscales[{i}].datasets[{j}].path must be a string")
-            paths.append(path)
+    for j, dataset in enumerate(datasets):
+        path = dataset.get("path") if isinstance(dataset, dict) else None
+        if not isinstance(path, str) or not path:
+            raise InputError(f"{where}: multiscales[{i}].datasets[{j}].path must be a string")
+        paths.append(path)
     return paths
