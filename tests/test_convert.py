@@ -11,6 +11,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import numcodecs
 import numpy as np
 import pytest
 import zarr
@@ -165,6 +166,38 @@ def test_tables_group_is_carried_over(tmp_path: Path) -> None:
     index_out = zarr.open_array(str(out / "tables/nuclei/obs/_index"), mode="r")[:]
     index_in = zarr.open_array(str(src / "tables/nuclei/obs/_index"), mode="r")[:]
     assert list(index_out) == list(index_in)
+
+
+def test_unreadable_table_column_stops_the_run_before_any_pixel_is_copied(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Table columns are copied first: one zarr-python cannot read (a pickled object column)
+    fails the run with its name before hours of pixels are spent."""
+    src = builders.build_with_tables(tmp_path / "in.zarr")
+    column = src / "tables" / "nuclei" / "obs" / "pickled"
+    column.mkdir()
+    doc = {
+        "zarr_format": 2,
+        "shape": [2],
+        "chunks": [2],
+        "dtype": "|O",
+        "compressor": None,
+        "fill_value": None,
+        "order": "C",
+        "filters": [numcodecs.Pickle().get_config()],
+    }
+    builders.write_json(column / ".zarray", doc)
+    (column / "0").write_bytes(numcodecs.Pickle().encode(np.array([1, "a"], dtype=object)))
+    out = tmp_path / "out.zarr"
+
+    assert main(["convert", str(src), str(out)]) == 1
+
+    err = capsys.readouterr().err
+    assert "tables/nuclei/obs/pickled" in err
+    shards = [
+        p for p in out.rglob("*") if p.is_file() and "c" in p.parts and "tables" not in p.parts
+    ]
+    assert shards == [], "pixels were copied before the table failed"
 
 
 def test_ome_zarr_py_reads_the_output(tmp_path: Path) -> None:

@@ -279,6 +279,11 @@ def convert(options: ConvertOptions, progress: Progress | None = None) -> Conver
     for plan in plans:
         dest.write(join_key(plan.path, "zarr.json"), array_document(nodes[plan.path], plan))
 
+    # Non-numeric arrays (table columns) first: they are small, always (re)copied, and one
+    # zarr-python cannot read stops the run now, not after hours of pixel copying.
+    for path in inventory.generic_arrays:
+        copy_generic_array(source, dest, path)
+
     templates = [
         CopyTask(source, dest, p.path, nodes[p.path].meta, p, (0,) * len(p.shape), resuming)
         for p in plans
@@ -321,8 +326,6 @@ def convert(options: ConvertOptions, progress: Progress | None = None) -> Conver
                 more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
                 raise VerificationError(f"verification failed: {problems[0]}{more}")
 
-        for path in inventory.generic_arrays:
-            copy_generic_array(source, dest, path)  # small and idempotent: always (re)copied
         progress.phase("writing group metadata")
         for key in inventory.files:
             data = source.read(key)
