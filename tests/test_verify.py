@@ -372,6 +372,13 @@ def test_every_checked_shard_is_reported_once(
 # --------------------------------------------------------------------------- which shards
 
 
+@pytest.mark.parametrize("mode", ["none", "Full", "samples", ""])
+def test_verification_tasks_refuse_other_modes(converted: dict[str, Converted], mode: str) -> None:
+    """A typo must not silently verify a sample (``none`` is decided by the caller)."""
+    with pytest.raises(ValueError, match="verification mode"):
+        next(verification_tasks(_templates(converted["copy"]), mode))
+
+
 def test_verification_tasks_per_mode(converted: dict[str, Converted]) -> None:
     templates = _templates(converted["copy"])
     level0 = [(0, 0, 0), (0, 1, 0), (1, 0, 0), (1, 0, 1), (1, 1, 1)]

@@ -241,6 +241,8 @@ def _source_has_data(task: CopyTask, region: tuple[slice, ...]) -> bool:
 
 def verification_tasks(tasks: Sequence[CopyTask], mode: str) -> Iterator[CopyTask]:
     """The shard tasks to verify for ``mode`` (``sample`` or ``full``), one list per array."""
+    if mode not in ("sample", "full"):
+        raise ValueError(f"verification mode must be 'sample' or 'full', not {mode!r}")
     for template in tasks:
         positions: Iterator[tuple[int, ...]] | list[tuple[int, ...]]
         if mode == "full":
