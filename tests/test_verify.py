@@ -311,6 +311,21 @@ def test_sample_chunks_compares_spread_inner_chunks(
     assert (sampled is not None) == found_by_two, sampled
 
 
+@pytest.mark.parametrize("path", list(PATHS))
+def test_sample_chunks_of_an_edge_shard_are_spread_inside_the_array(
+    converted: dict[str, Converted], tmp_path: Path, path: str
+) -> None:
+    """Shard (0, 1, 0) reaches beyond the array in y: of its 8 inner chunks only 4 hold data.
+    A sample of two compares the first and the last of those (the last one inside is the
+    z 2..4, y 32..40, x 16..32 chunk), not a chunk beyond the edge."""
+    c = _copy(converted[path], tmp_path)
+    array = zarr.open_array(str(c.out / "0"), mode="r+")
+    last_inside = (slice(2, 4), slice(32, 40), slice(16, 32))
+    array[last_inside] = array[last_inside] + 1
+    problem = verify_shard(_task(c, (0, 1, 0)), 2)
+    assert problem is not None and "[1, 2, 1]" in problem.message, problem
+
+
 def test_fast_path_decodes_a_copied_chunk(converted: dict[str, Converted]) -> None:
     """Copied bytes equal the source's, but a codec that cannot decode them is still caught."""
     task = _task(converted["copy"], (0, 0, 0))

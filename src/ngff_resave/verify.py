@@ -158,9 +158,17 @@ def verify_shard(task: CopyTask, sample_chunks: int | None = None) -> ShardProbl
     region = shard_region(plan, task.shard)
     indices = inner_chunk_indices(plan, task.shard)
     picked: set[int] | None = None
-    if sample_chunks is not None and len(indices) > sample_chunks:
-        step = (len(indices) - 1) / max(1, sample_chunks - 1)
-        picked = {round(k * step) for k in range(sample_chunks)}
+    if sample_chunks is not None:
+        # Spread over the inner chunks inside the array: an edge shard's chunks beyond it
+        # hold nothing to compare and would make the sample smaller.
+        inside = [
+            i
+            for i, idx in enumerate(indices)
+            if all(j * c < n for j, c, n in zip(idx, plan.chunks, plan.shape, strict=True))
+        ]
+        if len(inside) > sample_chunks:
+            step = (len(inside) - 1) / max(1, sample_chunks - 1)
+            picked = {inside[round(k * step)] for k in range(sample_chunks)}
     where = task.dest.describe(task.shard_key)
     try:
         stored = _read_shard(task, len(indices), picked, where)
