@@ -157,18 +157,18 @@ def verify_shard(task: CopyTask, sample_chunks: int | None = None) -> ShardProbl
     plan, meta = task.plan, task.meta
     region = shard_region(plan, task.shard)
     indices = inner_chunk_indices(plan, task.shard)
-    picked: set[int] | None = None
-    if sample_chunks is not None:
-        # Spread over the inner chunks inside the array: an edge shard's chunks beyond it
-        # hold nothing to compare and would make the sample smaller.
-        inside = [
-            i
-            for i, idx in enumerate(indices)
-            if all(j * c < n for j, c, n in zip(idx, plan.chunks, plan.shape, strict=True))
-        ]
-        if len(inside) > sample_chunks:
-            step = (len(inside) - 1) / max(1, sample_chunks - 1)
-            picked = {inside[round(k * step)] for k in range(sample_chunks)}
+    # Inner chunks beyond the array (an edge shard's) hold nothing to compare.
+    inside = [
+        i
+        for i, idx in enumerate(indices)
+        if all(j * c < n for j, c, n in zip(idx, plan.chunks, plan.shape, strict=True))
+    ]
+    compared = inside
+    picked: set[int] | None = None  # None: the whole shard is read
+    if sample_chunks is not None and len(inside) > sample_chunks:
+        step = (len(inside) - 1) / max(1, sample_chunks - 1)
+        compared = [inside[round(k * step)] for k in range(sample_chunks)]
+        picked = set(compared)
     where = task.dest.describe(task.shard_key)
     try:
         stored = _read_shard(task, len(indices), picked, where)
@@ -182,12 +182,9 @@ def verify_shard(task: CopyTask, sample_chunks: int | None = None) -> ShardProbl
         return None
     cache: dict[tuple[int, ...], np.ndarray | None] = {}
     decoded_one = False
-    for i, idx in enumerate(indices):
-        if picked is not None and i not in picked:
-            continue
+    for i in compared:
+        idx = indices[i]
         lo = [j * c for j, c in zip(idx, plan.chunks, strict=True)]
-        if any(a >= n for a, n in zip(lo, plan.shape, strict=True)):
-            continue  # beyond the array: nothing to compare
         hi = [min(a + c, n) for a, c, n in zip(lo, plan.chunks, plan.shape, strict=True)]
         data = stored[i]
         if plan.path_taken == PATH_COPY:
