@@ -40,21 +40,35 @@ def _codec_from_json(config_json: str) -> Codec:
         ) from exc
 
 
-#: Codecs by the identity of the (never mutated) configuration mapping they were built from:
-#: a run asks for the same few mappings once per chunk, and JSON-encoding them each time
-#: showed up in profiles of arrays with small chunks.
-_by_identity: dict[int, tuple[Mapping[str, Any], Codec]] = {}
+_Cache = dict[int, tuple[Mapping[str, Any], Codec]]
+_v2_codecs: _Cache = {}
+_v3_codecs: _Cache = {}
+
+
+def _by_identity(
+    cache: _Cache, config: Mapping[str, Any], build: Callable[[Mapping[str, Any]], Codec]
+) -> Codec:
+    """``build(config)``, cached by the identity of the (never mutated) mapping.
+
+    A run asks for the same few mappings once per chunk, and JSON-encoding them each time
+    showed up in profiles of arrays with small chunks.
+    """
+    hit = cache.get(id(config))
+    if hit is not None and hit[0] is config:
+        return hit[1]
+    codec = build(config)
+    if len(cache) < 1024:
+        cache[id(config)] = (config, codec)  # keeps config alive: its id stays unique
+    return codec
 
 
 def v2_codec(config: Mapping[str, Any]) -> Codec:
     """The numcodecs codec of a v2 ``compressor``/``filters`` entry (cached)."""
-    hit = _by_identity.get(id(config))
-    if hit is not None and hit[0] is config:
-        return hit[1]
-    codec = _codec_from_json(json.dumps(dict(config), sort_keys=True))
-    if len(_by_identity) < 1024:
-        _by_identity[id(config)] = (config, codec)  # keeps config alive: its id stays unique
-    return codec
+    return _by_identity(_v2_codecs, config, _v2_from_config)
+
+
+def _v2_from_config(config: Mapping[str, Any]) -> Codec:
+    return _codec_from_json(json.dumps(dict(config), sort_keys=True))
 
 
 def _as_uint8(raw: Any) -> np.ndarray:
@@ -75,13 +89,7 @@ def check_source_codecs(meta: V2Array, where: str) -> None:
 
 def v3_codec(codec: Mapping[str, Any]) -> Codec:
     """The numcodecs codec that encodes like the v3 compression codec ``codec`` (cached)."""
-    hit = _by_identity.get(id(codec))
-    if hit is not None and hit[0] is codec:
-        return hit[1]
-    result = _v3_codec(codec)
-    if len(_by_identity) < 1024:
-        _by_identity[id(codec)] = (codec, result)
-    return result
+    return _by_identity(_v3_codecs, codec, _v3_codec)
 
 
 def _v3_codec(codec: Mapping[str, Any]) -> Codec:
