@@ -255,11 +255,10 @@ class LocalStore:
         A negative offset counts from the end. Verification reads a shard's index and a few
         inner chunks this way instead of the whole shard.
         """
-        path = self._fspath(key)
-        try:
-            fd = os.open(path, os.O_RDONLY)
-        except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
+        opened = self._open(key)
+        if opened is None:
             return None
+        path, fd = opened
         try:
             size = os.fstat(fd).st_size
             return [os.pread(fd, n, o if o >= 0 else max(0, size + o)) for o, n in ranges]
