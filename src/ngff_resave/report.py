@@ -6,18 +6,17 @@ bytes read and written, shards, wall and CPU seconds, throughput and peak memory
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import threading
 import time
-import uuid
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import psutil
 
 from ngff_resave.copying import ShardOutcome
+from ngff_resave.locations import LocalStore
 
 
 @dataclass
@@ -202,20 +201,15 @@ def _human(n: float) -> str:
 
 
 def write_json_atomically(path: str, document: Any) -> None:
-    """Write ``document`` as JSON to a local ``path`` via a temporary file and a rename."""
-    directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
-    # A unique temporary name (two writers never share it), removed if anything fails.
-    tmp = os.path.join(directory, f".{os.path.basename(path)}.{uuid.uuid4().hex}.tmp")
-    try:
-        with open(tmp, "x", encoding="utf-8") as fh:
-            json.dump(document, fh, indent=2)
-            fh.write("\n")
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
+    """Write ``document`` as JSON to a local ``path`` atomically.
+
+    Serialized first (a document that cannot be written as JSON writes nothing), then written
+    like any object of a local store: a unique temporary file and a rename, the temporary
+    file removed if anything fails.
+    """
+    text = json.dumps(document, indent=2) + "\n"
+    directory, name = os.path.split(os.path.abspath(path))
+    LocalStore(directory).write(name, text.encode("utf-8"))
 
 
 def now_iso() -> str:
