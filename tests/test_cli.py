@@ -45,6 +45,30 @@ def test_resave_alias_and_module_entry_point(image: Path, tmp_path: Path) -> Non
     )
     assert run.returncode == 0, run.stderr
     assert (tmp_path / "o.zarr" / "zarr.json").exists()
+    # The process ends without tearing the interpreter down: the summary must still be out.
+    assert "converted 2 arrays" in run.stderr
+
+
+def test_module_entry_point_exit_codes_and_flushed_output(image: Path, tmp_path: Path) -> None:
+    # Buffered standard streams, as on most machines: the output must be flushed before the
+    # process ends (os._exit does not).
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONUNBUFFERED"}
+
+    def run(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "ngff_resave", *args],
+            capture_output=True,
+            text=True,
+            check=False,
+            env=env,
+        )
+
+    version = run("--version")
+    assert version.returncode == 0 and version.stdout.startswith("ngff-resave ")
+    missing = run("convert", str(tmp_path / "absent.zarr"), str(tmp_path / "o.zarr"))
+    assert missing.returncode == 1
+    assert missing.stderr.count("\n") == 1 and "absent.zarr" in missing.stderr
+    assert run("convert", str(image)).returncode == 2
 
 
 def test_usage_errors_exit_2(

@@ -7,12 +7,14 @@ The library never prints or exits; this module turns exceptions into a red one-l
 from __future__ import annotations
 
 import argparse
+import atexit
 import logging
+import os
 import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import replace
-from typing import Any, TypeVar
+from typing import Any, NoReturn, TypeVar
 
 from ngff_resave import __version__
 from ngff_resave.cliargs import add_location_args, add_remote_tuning, location_spec
@@ -486,4 +488,23 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def console_main() -> None:
     """Entry point of the ``ngff-resave`` console script."""
-    sys.exit(main())
+    _exit_now(main())
+
+
+def _exit_now(code: int) -> NoReturn:
+    """Exit with ``code`` without tearing the interpreter down.
+
+    When ``main`` returns, every file is written and closed and every worker has stopped.
+    Destroying the modules a run loaded (the pydantic models of the validator, zarr-python)
+    still took ~0.4 s of one core per run, measured; that is 1-4 % of a conversion's wall
+    time on the benchmark. Exit handlers run, the logs and standard streams are flushed,
+    then the process ends.
+    """
+    try:
+        atexit._run_exitfuncs()
+        logging.shutdown()
+        sys.stdout.flush()
+        sys.stderr.flush()
+    except (OSError, ValueError):  # a closed or broken pipe: nothing more can be said
+        code = code or 1
+    os._exit(code)
