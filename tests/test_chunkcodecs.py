@@ -10,6 +10,7 @@ from ngff_resave.chunkcodecs import (
     check_stored_chunk,
     decode_inner,
     decode_source_chunk,
+    decode_source_reusing,
     encode_inner,
     v2_codec,
     v3_codec,
@@ -88,3 +89,47 @@ def test_inner_chunks_round_trip(text: str) -> None:
     block = np.arange(64, dtype=">u2").reshape(8, 8)  # big-endian: the bytes codec keeps it
     data = encode_inner(block, codec)
     np.testing.assert_array_equal(decode_inner(data, codec, block.dtype, (8, 8)), block)
+
+
+def test_decoding_into_the_reused_buffer_gives_the_same_chunk() -> None:
+    """Blosc chunks decode into one buffer per thread: equal values, writable, reused."""
+    meta = _meta()
+    first_block = np.arange(16, dtype="<u2").reshape(4, 4)
+    second_block = first_block * 3
+    codec = numcodecs.get_codec(LZ4)
+    first = decode_source_reusing(meta, codec.encode(first_block), "a/0.0")  # type: ignore[arg-type]
+    np.testing.assert_array_equal(first, first_block)
+    assert first.flags.writeable and first.dtype == np.dtype("<u2")
+    second = decode_source_reusing(meta, codec.encode(second_block), "a/0.1")  # type: ignore[arg-type]
+    np.testing.assert_array_equal(second, second_block)
+    assert np.shares_memory(first, second)  # the same buffer: no new pages per chunk
+
+
+def test_decoding_into_the_reused_buffer_refuses_corrupt_chunks() -> None:
+    meta = parse_v2_array(
+        {
+            "zarr_format": 2,
+            "shape": [64, 64],
+            "chunks": [64, 64],
+            "dtype": "<u2",
+            "compressor": LZ4,
+            "fill_value": 0,
+            "order": "C",
+            "filters": None,
+        },
+        "a",
+    )
+    block = np.arange(64 * 64, dtype="<u2").reshape(64, 64) // 7  # compresses: not memcpyed
+    good = bytearray(numcodecs.get_codec(LZ4).encode(block))
+    with pytest.raises(CorruptChunkError, match=r"^a/1\.1: blosc chunk header"):
+        decode_source_reusing(meta, bytes(good[:-3]), "a/1.1")  # type: ignore[arg-type]
+    good[16:] = b"\xff" * (len(good) - 16)  # the header is right, the blocks are garbage
+    with pytest.raises(CorruptChunkError, match=r"^a/1\.1: chunk cannot be decoded"):
+        decode_source_reusing(meta, bytes(good), "a/1.1")  # type: ignore[arg-type]
+
+
+def test_other_codecs_decode_as_usual_when_reusing() -> None:
+    meta = _meta({"id": "zstd", "level": 1})
+    block = np.arange(16, dtype="<u2").reshape(4, 4)
+    data = numcodecs.get_codec({"id": "zstd", "level": 1}).encode(block)
+    np.testing.assert_array_equal(decode_source_reusing(meta, data, "a/0.0"), block)  # type: ignore[arg-type]

@@ -227,7 +227,7 @@ def test_published_samples(tmp_path: Path, name: str, materialize: Callable[[Pat
 
 @pytest.mark.parametrize(
     ("cap", "workers"),
-    [("1GiB", 2), ("201.5MiB", 1), ("10MiB", 1)],  # a task here holds at most 1.25 MiB
+    [("1GiB", 2), ("202.5MiB", 1), ("10MiB", 1)],  # a task here holds at most 2 MiB
     ids=["fits-two-workers", "one-worker", "below-one-task"],
 )
 def test_max_memory_lowers_concurrency(

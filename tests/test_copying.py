@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -12,7 +13,7 @@ import pytest
 import tensorstore as ts
 import zarr
 
-from ngff_resave.chunkcodecs import codec_pool, decode_inner, encode_stream
+from ngff_resave.chunkcodecs import Block, codec_pool, decode_inner, encode_stream
 from ngff_resave.copying import (
     CopyTask,
     _reencode,
@@ -220,3 +221,41 @@ def test_task_memory_is_far_below_the_shard_when_it_streams() -> None:
     assert task_memory(plan, meta) == 2 * 2 * mib  # never above stored + encoded shard
     plan, meta = _plan((1, 64, 64), (8, 2048, 2048), (2, 512, 512))
     assert task_memory(plan, meta) == 32 * 8 * 1024 + 2 * window * 1 * mib + 64 * mib
+    # Small inner chunks are encoded GROUP_BYTES (1 MiB) to a pool job: a window of jobs.
+    plan, meta = _plan((1, 64, 64), (8, 2048, 2048))
+    assert task_memory(plan, meta) == 32 * 8 * 1024 + 2 * window * 1 * mib
+
+
+@pytest.mark.parametrize("group", [1, 3, 8])
+def test_encode_stream_in_groups_keeps_order_and_its_window(group: int) -> None:
+    """Small chunks go to the pool several to a job; the output is the same, in order, and
+    at most a window of jobs is pulled ahead. A block may be a function run on the pool."""
+    window = 2 * (codec_pool()._max_workers or 1)
+    pulled = 0
+
+    def blocks() -> Iterator[Block]:
+        nonlocal pulled
+        for i in range(40):
+            pulled += 1
+            if i % 7 == 0 or 20 <= i < 30:  # absent, and a run of whole absent groups
+                yield None
+            elif i % 2:
+                yield partial(np.full, (16, 16), i, dtype="<u2")
+            else:
+                yield np.full((16, 16), i, dtype="<u2")
+
+    cpu = [0.0]
+    leads: list[int] = []
+    out: list[bytes | None] = []
+    for encoded in encode_stream(blocks(), BLOSC_ZSTD, cpu, group):
+        leads.append(pulled - len(out))
+        out.append(encoded)
+    assert max(leads) <= window * group + group
+    for i, encoded in enumerate(out):
+        if i % 7 == 0 or 20 <= i < 30:
+            assert encoded is None
+        else:
+            assert encoded is not None
+            decoded = decode_inner(encoded, BLOSC_ZSTD, np.dtype("<u2"), (16, 16))
+            assert (decoded == i).all()
+    assert cpu[0] > 0

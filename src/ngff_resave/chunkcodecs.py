@@ -129,6 +129,13 @@ def _where(where: Where) -> str:
     return where if isinstance(where, str) else where()
 
 
+def _undecodable(where: Where, exc: Exception) -> CorruptChunkError:
+    return CorruptChunkError(
+        f"{_where(where)}: chunk cannot be decoded ({exc}); the stored bytes are corrupt or "
+        "truncated — restore the chunk from a backup"
+    )
+
+
 def decode_source_chunk(meta: V2Array, data: bytes, where: Where) -> np.ndarray:
     """Decode one stored v2 chunk to a C-ordered array of the chunk shape.
 
@@ -148,10 +155,7 @@ def decode_source_chunk(meta: V2Array, data: bytes, where: Where) -> np.ndarray:
     except UnsupportedCodecError:
         raise
     except Exception as exc:  # numcodecs raises RuntimeError/ValueError on corrupt input
-        raise CorruptChunkError(
-            f"{_where(where)}: chunk cannot be decoded ({exc}); the stored bytes are corrupt or "
-            "truncated — restore the chunk from a backup"
-        ) from exc
+        raise _undecodable(where, exc) from exc
     expected = chunk_nbytes(meta)
     if buf.nbytes != expected:
         raise CorruptChunkError(
@@ -235,48 +239,111 @@ def codec_pool() -> ThreadPoolExecutor:
 
 
 def encode_window() -> int:
-    """Inner chunks one task keeps in flight on the codec pool: two per pool thread."""
+    """Jobs one task keeps in flight on the codec pool: two per pool thread."""
     return 2 * (codec_pool()._max_workers or 1)
 
 
-def _encode_timed(array: np.ndarray, codec: Mapping[str, Any] | None) -> tuple[bytes, float]:
-    """:func:`encode_inner` and the CPU seconds the pool thread spent on it."""
+#: Inner chunks smaller than this are encoded several to a pool job, up to about this many
+#: bytes: a job costs a hand-over between threads (~20-50 us), which chunks of a few KiB
+#: (the low levels of a pyramid) would otherwise pay one each.
+GROUP_BYTES = 1 << 20
+
+
+def group_size(inner_nbytes: int) -> int:
+    """Inner chunks per pool job for chunks of ``inner_nbytes`` (see :data:`GROUP_BYTES`)."""
+    return max(1, GROUP_BYTES // max(1, inner_nbytes))
+
+
+#: An inner chunk to encode: the array, or a function that makes it on the pool thread (so
+#: that decoding runs in parallel too), or None (not stored).
+Block = np.ndarray | Callable[[], np.ndarray] | None
+
+
+def _encode_group(
+    blocks: list[Block], codec: Mapping[str, Any] | None
+) -> tuple[list[bytes | None], float]:
+    """Encode (and make) a group of inner chunks; with the CPU seconds this thread spent."""
     cpu0 = time.thread_time()
-    data = encode_inner(array, codec)
-    return data, time.thread_time() - cpu0
+    out: list[bytes | None] = []
+    for block in blocks:
+        if block is None:
+            out.append(None)
+        else:
+            out.append(encode_inner(block() if callable(block) else block, codec))
+    return out, time.thread_time() - cpu0
 
 
 def encode_stream(
-    blocks: Iterator[np.ndarray | None],
+    blocks: Iterator[Block],
     codec: Mapping[str, Any] | None,
     cpu: list[float] | None = None,
+    group: int = 1,
 ) -> Iterator[bytes | None]:
     """Encode inner chunks in parallel on :func:`codec_pool`, yielding them in order.
 
-    At most two blocks per pool thread are pulled ahead of the consumer, so memory stays
-    bounded by the chunks in flight while the caller writes the ones already encoded.
-    ``cpu[0]``, if given, is increased by the pool threads' CPU seconds (the caller's own
-    thread time does not see them).
+    Blocks go to the pool ``group`` at a time (one job). At most :func:`encode_window` jobs
+    are pulled ahead of the consumer, so memory stays bounded by the chunks in flight while
+    the caller writes the ones already encoded. ``cpu[0]``, if given, is increased by the
+    pool threads' CPU seconds (the caller's own thread time does not see them).
     """
     pool = codec_pool()
     window = encode_window()
-    pending: deque[Future[tuple[bytes, float]] | None] = deque()
+    pending: deque[Future[tuple[list[bytes | None], float]] | int] = deque()
 
-    def take() -> bytes | None:
+    def submit(batch: list[Block]) -> None:
+        if all(b is None for b in batch):
+            pending.append(len(batch))  # nothing to encode: that many absent chunks
+        else:
+            pending.append(pool.submit(_encode_group, batch, codec))
+
+    def take() -> list[bytes | None]:
         head = pending.popleft()
-        if head is None:
-            return None
+        if isinstance(head, int):
+            return [None] * head
         data, seconds = head.result()
         if cpu is not None:
             cpu[0] += seconds
         return data
 
+    batch: list[Block] = []
     for block in blocks:
-        pending.append(None if block is None else pool.submit(_encode_timed, block, codec))
-        while len(pending) >= window:
-            yield take()
+        batch.append(block)
+        if len(batch) >= group:
+            submit(batch)
+            batch = []
+            while len(pending) >= window:
+                yield from take()
+    if batch:
+        submit(batch)
     while pending:
-        yield take()
+        yield from take()
+
+
+_scratch = threading.local()
+
+
+def decode_source_reusing(meta: V2Array, data: bytes, where: Where) -> np.ndarray:
+    """:func:`decode_source_chunk`, Blosc into a buffer that this thread reuses.
+
+    The result is valid until this thread's next call, and writable. Decoding into a fresh
+    buffer each time costs page faults that, measured on 1 MiB chunks, took longer than the
+    decoding itself. Only Blosc chunks (C order, no filters) take this way: their header,
+    checked first, says how many bytes they decode to. Others are decoded as usual.
+    """
+    comp = meta.compressor
+    if comp is None or comp["id"] != "blosc" or meta.filters or meta.order == "F":
+        return decode_source_chunk(meta, data, where)
+    check_stored_chunk(meta, data, where)  # the header promises exactly one chunk's bytes
+    nbytes = chunk_nbytes(meta)
+    buffer: np.ndarray | None = getattr(_scratch, "buffer", None)
+    if buffer is None or buffer.nbytes < nbytes:
+        buffer = _scratch.buffer = np.empty(nbytes, dtype=np.uint8)
+    out = buffer[:nbytes]
+    try:
+        v2_codec(comp).decode(data, out=out)
+    except Exception as exc:  # numcodecs raises RuntimeError on corrupt input
+        raise _undecodable(where, exc) from exc
+    return out.view(meta.numpy_dtype).reshape(meta.chunks)
 
 
 def decode_inner(

@@ -21,17 +21,21 @@ import math
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
+from functools import partial
 from typing import cast
 
 import numpy as np
 
 from ngff_resave.chunkcodecs import (
+    Block,
     check_stored_chunk,
     check_stored_edges,
     chunk_nbytes,
     decode_source_chunk,
+    decode_source_reusing,
     encode_stream,
     encode_window,
+    group_size,
 )
 from ngff_resave.locations import FilePart, LocalStore, Store, StreamingWriteStore, join_key
 from ngff_resave.metadata.arrays import V2Array, fill_as_scalar, v3_chunk_key
@@ -97,7 +101,8 @@ def task_memory(plan: ArrayPlan, meta: V2Array) -> int:
         return min(2 * shard, batch + UPLOAD_BUFFER)
     inner = math.prod(plan.chunks) * meta.itemsize
     held = 0 if tuple(plan.chunks) == tuple(meta.chunks) else shard
-    return min(2 * shard, batch + 2 * encode_window() * inner + held)
+    in_flight = encode_window() * group_size(inner) * inner
+    return min(2 * shard, batch + 2 * in_flight + held)
 
 
 def inner_chunk_indices(plan: ArrayPlan, shard: Sequence[int]) -> list[tuple[int, ...]]:
@@ -328,7 +333,7 @@ def _reencode(task: CopyTask, counts: list[int], cpu: list[float]) -> Iterator[b
 
     aligned = tuple(plan.chunks) == tuple(meta.chunks)
 
-    def blocks() -> Iterator[np.ndarray | None]:
+    def blocks() -> Iterator[Block]:
         """The shard's inner chunks, assembled from decoded source chunks (None: not stored)."""
         decoded: dict[tuple[int, ...], np.ndarray] = {}
         fill = fill_as_scalar(meta)
@@ -341,14 +346,14 @@ def _reencode(task: CopyTask, counts: list[int], cpu: list[float]) -> Iterator[b
             hi = [min(a + c, n) for a, c, n in zip(lo, plan.chunks, plan.shape, strict=True)]
             present = [src for src in needed if stored[src] is not None]
             inside = all(b - a == c for a, b, c in zip(lo, hi, plan.chunks, strict=True))
-            block: np.ndarray | None = None
-            if present and aligned and inside and len(needed) == 1:
+            block: Block = None
+            if present and aligned:
+                # Inner chunk = source chunk: decoded (and its padding filled) on the pool.
                 src = needed[0]
-                block = decoded.pop(src, None)
-                if block is None:
-                    block = decode_source_chunk(
-                        meta, cast(bytes, stored[src]), _describer(task, src)
-                    )
+                extent = None if inside else [b - a for a, b in zip(lo, hi, strict=True)]
+                block = partial(
+                    _aligned_block, meta, cast(bytes, stored[src]), _describer(task, src), extent
+                )
             elif present:
                 covered = len(present) == len(needed)  # the sources tile the in-array part
                 block = (
@@ -373,4 +378,18 @@ def _reencode(task: CopyTask, counts: list[int], cpu: list[float]) -> Iterator[b
                     stored[src] = None
             yield block
 
-    return encode_stream(blocks(), plan.codec, cpu)
+    group = group_size(math.prod(plan.chunks) * meta.itemsize)
+    return encode_stream(blocks(), plan.codec, cpu, group)
+
+
+def _aligned_block(
+    meta: V2Array, data: bytes, where: Callable[[], str], extent: Sequence[int] | None
+) -> np.ndarray:
+    """The inner chunk that is the source chunk ``data``; ``extent``: its in-array part
+    when it overhangs the array (the rest is set to the fill value)."""
+    block = decode_source_reusing(meta, data, where)
+    if extent is not None:
+        if not block.flags.writeable:
+            block = block.copy()
+        _fill_beyond(block, extent, fill_as_scalar(meta))
+    return block
