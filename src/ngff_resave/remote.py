@@ -24,6 +24,7 @@ drop sub-groups); callers walk HTTP inputs from their metadata alone.
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import logging
 import os
@@ -119,6 +120,12 @@ class ReadOnlyStoreError(StorageError):
 
 class ListingNotSupportedError(StorageError):
     """The location cannot list its contents (plain HTTP); walk it from its metadata."""
+
+
+def content_md5(data: bytes) -> str:
+    """The ``Content-MD5`` of a body: the server refuses the object if what it received differs
+    (a body cut short by a dropped connection must not become a short object)."""
+    return base64.b64encode(hashlib.md5(data, usedforsecurity=False).digest()).decode()
 
 
 @dataclass(frozen=True)
@@ -442,7 +449,9 @@ class S3Store:
         self._call(
             "write",
             key,
-            lambda: self._client().put_object(Bucket=self.bucket, Key=full, Body=data),
+            lambda: self._client().put_object(
+                Bucket=self.bucket, Key=full, Body=data, ContentMD5=content_md5(data)
+            ),
         )
 
     def write_parts(self, key: str, parts: Iterable[bytes]) -> int:
@@ -471,7 +480,12 @@ class S3Store:
         def send(uid: str, number: int, body: bytes) -> dict[str, Any]:
             def upload() -> dict[str, Any]:
                 response = client().upload_part(
-                    Bucket=self.bucket, Key=full, UploadId=uid, PartNumber=number, Body=body
+                    Bucket=self.bucket,
+                    Key=full,
+                    UploadId=uid,
+                    PartNumber=number,
+                    Body=body,
+                    ContentMD5=content_md5(body),
                 )
                 return {"PartNumber": number, "ETag": response["ETag"]}
 
