@@ -22,12 +22,13 @@ from ngff_resave.planning import parse_codec
 LZ4 = {"id": "blosc", "cname": "lz4", "clevel": 5, "shuffle": 1, "blocksize": 0}
 
 
-def _meta(compressor: dict[str, object] | None = LZ4, dtype: str = "<u2") -> object:
+def _meta(compressor: dict[str, object] | None = LZ4, dtype: str = "<u2", side: int = 4) -> object:
+    """A 2-D array of 2 × 2 square chunks of ``side``."""
     return parse_v2_array(
         {
             "zarr_format": 2,
-            "shape": [8, 8],
-            "chunks": [4, 4],
+            "shape": [2 * side, 2 * side],
+            "chunks": [side, side],
             "dtype": dtype,
             "compressor": compressor,
             "fill_value": 0,
@@ -106,19 +107,7 @@ def test_decoding_into_the_reused_buffer_gives_the_same_chunk() -> None:
 
 
 def test_decoding_into_the_reused_buffer_refuses_corrupt_chunks() -> None:
-    meta = parse_v2_array(
-        {
-            "zarr_format": 2,
-            "shape": [64, 64],
-            "chunks": [64, 64],
-            "dtype": "<u2",
-            "compressor": LZ4,
-            "fill_value": 0,
-            "order": "C",
-            "filters": None,
-        },
-        "a",
-    )
+    meta = _meta(side=64)
     block = np.arange(64 * 64, dtype="<u2").reshape(64, 64) // 7  # compresses: not memcpyed
     good = bytearray(numcodecs.get_codec(LZ4).encode(block))
     with pytest.raises(CorruptChunkError, match=r"^a/1\.1: blosc chunk header"):
