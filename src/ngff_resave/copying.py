@@ -295,9 +295,10 @@ def _reencode(task: CopyTask, counts: list[int], cpu: list[float]) -> Iterator[b
 
     Source chunks are fetched in batches of :data:`STREAM_BATCH` as the inner chunks come to
     need them, decoded once, and dropped as soon as no later inner chunk of the shard needs
-    them. An inner chunk that is exactly one source chunk (same shape, inside the array) is
-    the decoded source chunk itself: no fill, no copy. ``counts[0]`` is increased by the
-    stored bytes read, ``cpu[0]`` by the CPU seconds of encoding on the codec pool.
+    them. When the inner chunk is the source chunk (same shape), it is decoded on the codec
+    pool, in the thread that encodes it, into that thread's reused buffer: no copy, and at
+    the array's edge only the padding is filled. ``counts[0]`` is increased by the stored
+    bytes read, ``cpu[0]`` by the CPU seconds of decoding and encoding on the codec pool.
     """
     meta, plan = task.meta, task.plan
     out_grid = [math.ceil(n / c) for n, c in zip(plan.shape, plan.chunks, strict=True)]
@@ -352,7 +353,12 @@ def _reencode(task: CopyTask, counts: list[int], cpu: list[float]) -> Iterator[b
                 src = needed[0]
                 extent = None if inside else [b - a for a, b in zip(lo, hi, strict=True)]
                 block = partial(
-                    _aligned_block, meta, cast(bytes, stored[src]), _describer(task, src), extent
+                    _aligned_block,
+                    meta,
+                    cast(bytes, stored[src]),
+                    _describer(task, src),
+                    extent,
+                    fill,
                 )
             elif present:
                 covered = len(present) == len(needed)  # the sources tile the in-array part
@@ -383,13 +389,17 @@ def _reencode(task: CopyTask, counts: list[int], cpu: list[float]) -> Iterator[b
 
 
 def _aligned_block(
-    meta: V2Array, data: bytes, where: Callable[[], str], extent: Sequence[int] | None
+    meta: V2Array,
+    data: bytes,
+    where: Callable[[], str],
+    extent: Sequence[int] | None,
+    fill: object,
 ) -> np.ndarray:
     """The inner chunk that is the source chunk ``data``; ``extent``: its in-array part
-    when it overhangs the array (the rest is set to the fill value)."""
+    when it overhangs the array (the rest is set to ``fill``)."""
     block = decode_source_reusing(meta, data, where)
     if extent is not None:
         if not block.flags.writeable:
             block = block.copy()
-        _fill_beyond(block, extent, fill_as_scalar(meta))
+        _fill_beyond(block, extent, fill)
     return block
