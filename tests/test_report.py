@@ -41,24 +41,20 @@ from ngff_resave.report import (
     write_json_atomically,
 )
 from tests.support import builders
+from tests.support.gapped import (
+    PATH_TAKEN,
+    PLANS,
+    build_gapped_image,
+    convert_each_way,
+    convert_options,
+)
 
-SHAPE = (5, 40, 36)
-CHUNKS = (2, 16, 16)
-SHARDS = (4, 32, 32)
 #: Every level-0 source chunk of shard (1, 0, 0): that shard has nothing to write.
 REMOVED_CHUNKS = ("2/0/0", "2/0/1", "2/1/0", "2/1/1")
-#: Copy path -> (plan options, path taken, reason).
-PATHS: dict[str, tuple[PlanOptions, str, str]] = {
-    "copy": (
-        PlanOptions(shards=SHARDS),
-        PATH_COPY,
-        "source chunks are valid inner chunks; copied as stored",
-    ),
-    "reencode": (
-        PlanOptions(shards=SHARDS, codec=parse_codec("blosc-zstd"), codec_given=True),
-        PATH_REENCODE,
-        "an output codec other than the source's was asked",
-    ),
+#: Copy path -> the reason the report gives for it.
+REASONS = {
+    "copy": "source chunks are valid inner chunks; copied as stored",
+    "reencode": "an output codec other than the source's was asked",
 }
 ISO_UTC = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$")
 
@@ -71,29 +67,14 @@ class Run:
     result: ConvertResult
 
 
-def _build_input(root: Path) -> Path:
-    builders.build_image(root, axes="zyx", shape=SHAPE, chunks=CHUNKS, levels=2, seed=4)
-    for key in REMOVED_CHUNKS:
-        (root / "0" / key).unlink()
-    return root
-
-
-def _options(src: Path, out: Path, plan: PlanOptions) -> ConvertOptions:
-    return ConvertOptions(
-        LocationSpec(str(src)), LocationSpec(str(out)), plan=plan, verify="sample", workers=1
-    )
-
-
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Run]:
     base = tmp_path_factory.mktemp("report")
-    src = _build_input(base / "in.zarr")
-    made: dict[str, Run] = {}
-    for name, (plan, _, _) in PATHS.items():
-        out = base / f"{name}.zarr"
-        options = _options(src, out, plan)
-        made[name] = Run(src, out, options, convert(options))
-    return made
+    src = build_gapped_image(base / "in.zarr", REMOVED_CHUNKS, seed=4)
+    return {
+        name: Run(src, out, options, result)
+        for name, (out, options, result) in convert_each_way(src, base, "sample").items()
+    }
 
 
 def _files(directory: Path) -> list[Path]:
@@ -108,11 +89,11 @@ def _kib(n: int) -> str:
 # --------------------------------------------------------------------------- after a conversion
 
 
-@pytest.mark.parametrize("path", list(PATHS))
+@pytest.mark.parametrize("path", list(PLANS))
 def test_array_stats_match_the_files_on_disk(runs: dict[str, Run], path: str) -> None:
     run = runs[path]
     report = run.result.report
-    _, path_taken, reason = PATHS[path]
+    path_taken, reason = PATH_TAKEN[path], REASONS[path]
     assert list(report.arrays) == [p.path for p in run.result.plans] == ["0", "1"]
     for plan in run.result.plans:
         stats = report.arrays[plan.path]
@@ -128,7 +109,7 @@ def test_array_stats_match_the_files_on_disk(runs: dict[str, Run], path: str) ->
     assert report.arrays["0"].shards_empty == 1  # shard (1, 0, 0): no source chunk at all
 
 
-@pytest.mark.parametrize("path", list(PATHS))
+@pytest.mark.parametrize("path", list(PLANS))
 def test_run_fields(runs: dict[str, Run], path: str) -> None:
     run = runs[path]
     report = run.result.report
@@ -140,7 +121,7 @@ def test_run_fields(runs: dict[str, Run], path: str) -> None:
     assert (report.groups_written, report.files_copied, report.warnings) == (1, 0, [])
 
 
-@pytest.mark.parametrize("path", list(PATHS))
+@pytest.mark.parametrize("path", list(PLANS))
 def test_seconds_and_memory_are_consistent(runs: dict[str, Run], path: str) -> None:
     report = runs[path].result.report
     assert report.copy_seconds > 0 and report.verify_seconds > 0 and report.cpu_seconds >= 0
@@ -153,7 +134,7 @@ def test_seconds_and_memory_are_consistent(runs: dict[str, Run], path: str) -> N
         assert 0 < stats.peak_rss_bytes <= report.peak_rss_bytes
 
 
-@pytest.mark.parametrize("path", list(PATHS))
+@pytest.mark.parametrize("path", list(PLANS))
 def test_totals_and_json(runs: dict[str, Run], path: str) -> None:
     report = runs[path].result.report
     stats = list(report.arrays.values())
@@ -179,7 +160,7 @@ def test_totals_and_json(runs: dict[str, Run], path: str) -> None:
         assert entry["throughput_mb_s"] == round(array.raw_bytes / array.wall_seconds / 1e6, 1)
 
 
-@pytest.mark.parametrize("path", list(PATHS))
+@pytest.mark.parametrize("path", list(PLANS))
 def test_summary_after_a_conversion(runs: dict[str, Run], path: str) -> None:
     report = runs[path].result.report
     totals = report.totals()
@@ -228,7 +209,7 @@ def test_reencode_cpu_seconds_include_the_encoding(tmp_path: Path) -> None:
         tmp_path / "in.zarr", axes="yx", shape=(1024, 2048), chunks=(256, 256), levels=1
     )
     plan = PlanOptions(codec=parse_codec("gzip:9"), codec_given=True)
-    options = replace(_options(src, tmp_path / "out.zarr", plan), verify="none")
+    options = convert_options(src, tmp_path / "out.zarr", plan, "none")
     report = convert(options).report
     assert report.arrays["0"].path_taken == PATH_REENCODE
     assert report.arrays["0"].cpu_seconds >= 0.5 * report.cpu_seconds

@@ -27,11 +27,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from ngff_resave.cli import main
-from ngff_resave.convert import ConvertOptions, convert
 from ngff_resave.copying import CopyTask, shard_indices
 from ngff_resave.discover import discover
 from ngff_resave.locations import LocalStore, LocationSpec
-from ngff_resave.planning import PATH_COPY, PATH_REENCODE, ArrayPlan, PlanOptions, parse_codec
+from ngff_resave.planning import ArrayPlan, parse_codec
 from ngff_resave.shards import build_shard, inner_chunk, read_index
 from ngff_resave.verify import (
     SAMPLE_CHUNKS,
@@ -44,16 +43,8 @@ from ngff_resave.verify import (
     verify_shard,
 )
 from tests.support import builders, checks
+from tests.support.gapped import PATH_TAKEN, PLANS, build_gapped_image, convert_each_way
 
-SHAPE = (5, 40, 36)
-CHUNKS = (2, 16, 16)
-SHARDS = (4, 32, 32)
-#: Copy path -> plan options (the CLI's ``--output-shards 4,32,32`` [``--output-codec …``]).
-PATHS: dict[str, PlanOptions] = {
-    "copy": PlanOptions(shards=SHARDS),
-    "reencode": PlanOptions(shards=SHARDS, codec=parse_codec("blosc-zstd"), codec_given=True),
-}
-PATH_TAKEN = {"copy": PATH_COPY, "reencode": PATH_REENCODE}
 #: Level-0 source chunks removed before converting: all of shard (1, 0, 0), one of (0, 0, 0).
 REMOVED_CHUNKS = ("2/0/0", "2/0/1", "2/1/0", "2/1/1", "0/0/1")
 ABSENT_SHARD = "0/c/1/0/0"
@@ -76,24 +67,12 @@ class Converted:
     plans: list[ArrayPlan]
 
 
-def _build_input(root: Path) -> Path:
-    builders.build_image(root, axes="zyx", shape=SHAPE, chunks=CHUNKS, levels=2, seed=3)
-    for key in REMOVED_CHUNKS:
-        (root / "0" / key).unlink()
-    return root
-
-
 @pytest.fixture(scope="module")
 def converted(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Converted]:
     base = tmp_path_factory.mktemp("verify")
-    src = _build_input(base / "in.zarr")
+    src = build_gapped_image(base / "in.zarr", REMOVED_CHUNKS, seed=3)
     made: dict[str, Converted] = {}
-    for name, plan in PATHS.items():
-        out = base / f"{name}.zarr"
-        options = ConvertOptions(
-            LocationSpec(str(src)), LocationSpec(str(out)), plan=plan, verify="none", workers=1
-        )
-        result = convert(options)
+    for name, (out, _, result) in convert_each_way(src, base, "none").items():
         assert [p.path_taken for p in result.plans] == [PATH_TAKEN[name]] * 2
         made[name] = Converted(src, out, result.plans)
     return made
@@ -233,7 +212,7 @@ DAMAGES: list[tuple[str, Callable[[Path], None], dict[str, str]]] = [
 # --------------------------------------------------------------------------- verify_data
 
 
-@pytest.mark.parametrize("path", list(PATHS))
+@pytest.mark.parametrize("path", list(PLANS))
 def test_correct_output_has_no_problems(converted: dict[str, Converted], path: str) -> None:
     c = converted[path]
     assert not (c.out / ABSENT_SHARD).exists(), "the input has no data there: no shard"
@@ -245,7 +224,7 @@ def test_correct_output_has_no_problems(converted: dict[str, Converted], path: s
         assert verify_shard(task, 1) is None, task.shard_key
 
 
-@pytest.mark.parametrize("path", list(PATHS))
+@pytest.mark.parametrize("path", list(PLANS))
 @pytest.mark.parametrize(
     ("damage", "says"), [(d, s) for _, d, s in DAMAGES], ids=[n for n, _, _ in DAMAGES]
 )
@@ -291,7 +270,7 @@ INNER = {
 }
 
 
-@pytest.mark.parametrize("path", list(PATHS))
+@pytest.mark.parametrize("path", list(PLANS))
 @pytest.mark.parametrize(
     ("position", "found_by_two"),
     [(2, False), (7, True)],
@@ -311,7 +290,7 @@ def test_sample_chunks_compares_spread_inner_chunks(
     assert (sampled is not None) == found_by_two, sampled
 
 
-@pytest.mark.parametrize("path", list(PATHS))
+@pytest.mark.parametrize("path", list(PLANS))
 def test_sample_chunks_of_an_edge_shard_are_spread_inside_the_array(
     converted: dict[str, Converted], tmp_path: Path, path: str
 ) -> None:
@@ -468,7 +447,7 @@ def _verify_output(c: Converted, mode: str = "full") -> tuple[int, list[str]]:
     return check.checked_shards, check.problems
 
 
-@pytest.mark.parametrize("path", list(PATHS))
+@pytest.mark.parametrize("path", list(PLANS))
 def test_verify_output_passes_a_correct_output_read_only(
     converted: dict[str, Converted], path: str
 ) -> None:
@@ -479,7 +458,7 @@ def test_verify_output_passes_a_correct_output_read_only(
     assert (builders.hash_tree(c.src), builders.hash_tree(c.out)) == before
 
 
-@pytest.mark.parametrize("path", list(PATHS))
+@pytest.mark.parametrize("path", list(PLANS))
 @pytest.mark.parametrize(
     "damage", [delete_shard, rewrite_pixels, flip_chunk_byte], ids=["delete", "rewrite", "flip"]
 )
