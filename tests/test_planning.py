@@ -117,6 +117,13 @@ def test_output_shards_are_clipped_with_the_chunks(
     assert (plan.chunks, plan.shards) == (expected_chunks, expected_shards)
 
 
+def test_chunk_and_shard_grids_count_overhanging_edges() -> None:
+    plan = plan_array(node([5, 40, 36], [2, 16, 16]), PlanOptions(shards=(4, 32, 32)))
+    assert plan.chunk_grid == (3, 3, 3)  # 5/2, 40/16, 36/16 rounded up
+    assert plan.shard_grid == (2, 2, 2)
+    assert plan.shard_count == 8
+
+
 def test_source_chunk_larger_than_level_is_kept_for_the_fast_path() -> None:
     plan = plan_array(node([10, 30], [64, 64]), PlanOptions(shards=(128, 128)))
     assert (plan.chunks, plan.shards, plan.path_taken) == ((64, 64), (64, 64), PATH_COPY)

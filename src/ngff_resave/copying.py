@@ -113,6 +113,12 @@ def inner_chunk_indices(plan: ArrayPlan, shard: Sequence[int]) -> list[tuple[int
     )
 
 
+def in_grid(index: Sequence[int], grid: Sequence[int]) -> bool:
+    """Whether the chunk at grid ``index`` exists in a grid of ``grid`` chunks per axis
+    (a shard's inner chunks may lie beyond the array's last chunk)."""
+    return all(i < g for i, g in zip(index, grid, strict=True))
+
+
 def shard_region(plan: ArrayPlan, shard: Sequence[int]) -> tuple[slice, ...]:
     """The part of the array a shard covers (clipped to the array)."""
     return tuple(
@@ -213,7 +219,7 @@ def _stream_chunks(task: CopyTask, dest: StreamingWriteStore) -> tuple[int, int]
     def local_chunks(store: LocalStore) -> Iterator[FilePart | None]:
         nonlocal bytes_read
         for idx in indices:
-            if not all(i < g for i, g in zip(idx, grid, strict=True)):
+            if not in_grid(idx, grid):
                 yield None
                 continue
             key = _source_key(task, idx)
@@ -230,7 +236,7 @@ def _stream_chunks(task: CopyTask, dest: StreamingWriteStore) -> tuple[int, int]
         nonlocal bytes_read
         for start in range(0, len(indices), STREAM_BATCH):
             batch = indices[start : start + STREAM_BATCH]
-            inside = [all(i < g for i, g in zip(idx, grid, strict=True)) for idx in batch]
+            inside = [in_grid(idx, grid) for idx in batch]
             keys = [_source_key(task, idx) for idx, ok in zip(batch, inside, strict=True) if ok]
             fetched = iter(source.read_many(keys))
             for idx, ok in zip(batch, inside, strict=True):
@@ -251,7 +257,7 @@ def _stream_chunks(task: CopyTask, dest: StreamingWriteStore) -> tuple[int, int]
 def _copy_chunks(task: CopyTask) -> tuple[list[bytes | None], int]:
     grid = task.meta.chunk_grid
     indices = inner_chunk_indices(task.plan, task.shard)
-    inside = [all(i < g for i, g in zip(idx, grid, strict=True)) for idx in indices]
+    inside = [in_grid(idx, grid) for idx in indices]
     keys = [_source_key(task, idx) for idx, ok in zip(indices, inside, strict=True) if ok]
     fetched = iter(task.source.read_many(keys))
     chunks: list[bytes | None] = []
@@ -301,12 +307,12 @@ def _reencode(task: CopyTask, counts: list[int], cpu: list[float]) -> Iterator[b
     bytes read, ``cpu[0]`` by the CPU seconds of decoding and encoding on the codec pool.
     """
     meta, plan = task.meta, task.plan
-    out_grid = [math.ceil(n / c) for n, c in zip(plan.shape, plan.chunks, strict=True)]
+    out_grid = plan.chunk_grid
     indices = inner_chunk_indices(plan, task.shard)
     needs: list[list[tuple[int, ...]] | None] = []
     refcount: dict[tuple[int, ...], int] = {}
     for idx in indices:
-        if not all(i < g for i, g in zip(idx, out_grid, strict=True)):
+        if not in_grid(idx, out_grid):
             needs.append(None)
             continue
         lo = [i * c for i, c in zip(idx, plan.chunks, strict=True)]

@@ -67,6 +67,11 @@ class ArrayPlan:
         return tuple(s // c for s, c in zip(self.shards, self.chunks, strict=True))
 
     @property
+    def chunk_grid(self) -> tuple[int, ...]:
+        """Inner chunks per axis over the whole array (the last ones may overhang it)."""
+        return tuple(math.ceil(n / c) for n, c in zip(self.shape, self.chunks, strict=True))
+
+    @property
     def shard_grid(self) -> tuple[int, ...]:
         return tuple(math.ceil(n / s) for n, s in zip(self.shape, self.shards, strict=True))
 

@@ -28,7 +28,13 @@ from typing import Any
 import numpy as np
 
 from ngff_resave.chunkcodecs import decode_inner, decode_source_chunk
-from ngff_resave.copying import CopyTask, inner_chunk_indices, shard_indices, shard_region
+from ngff_resave.copying import (
+    CopyTask,
+    in_grid,
+    inner_chunk_indices,
+    shard_indices,
+    shard_region,
+)
 from ngff_resave.discover import ArrayNode, discover, read_json
 from ngff_resave.errors import CorruptChunkError, ResaveError
 from ngff_resave.locations import LocalStore, LocationSpec, Store, join_key, open_store
@@ -158,11 +164,8 @@ def verify_shard(task: CopyTask, sample_chunks: int | None = None) -> ShardProbl
     region = shard_region(plan, task.shard)
     indices = inner_chunk_indices(plan, task.shard)
     # Inner chunks beyond the array (an edge shard's) hold nothing to compare.
-    inside = [
-        i
-        for i, idx in enumerate(indices)
-        if all(j * c < n for j, c, n in zip(idx, plan.chunks, plan.shape, strict=True))
-    ]
+    grid = plan.chunk_grid
+    inside = [i for i, idx in enumerate(indices) if in_grid(idx, grid)]
     compared = inside
     picked: set[int] | None = None  # None: the whole shard is read
     if sample_chunks is not None and len(inside) > sample_chunks:
